@@ -1,0 +1,41 @@
+# The two set-up commands of the README:
+#   make book   builds the Jupyter Book into _build/html (creates .venv on first use)
+#   make test   runs the whole test suite: ruff, then pytest (builds the book first: the
+#               browser tests read the built pages)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test lint unit vendor release env clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[dev]'
+	touch $@
+
+# MathJax, require.js and the widget renderer, vendored from the npm registry (no CDN at view time).
+vendor: $(STAMP)
+	$(BIN)/python scripts/vendor_assets.py
+
+# Student versions of the exercises, generated from autograder/source by nbgrader.
+release: $(STAMP)
+	$(BIN)/mlmcourse release
+
+book: $(STAMP) vendor release
+	$(BIN)/jupyter-book build -W --keep-going .
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+test: lint book
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build _vendor autograder/release
