@@ -1,0 +1,72 @@
+"""The packaging files agree: pyproject.toml, environment.yml and the one lock file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tomllib
+import yaml
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _environment_pip_requirements() -> list[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml must have exactly one pip: section"
+    return [r for r in pip_sections[0] if not r.startswith("-")]
+
+
+def _normalise(requirement: str) -> tuple[str, str]:
+    req = Requirement(requirement)
+    name = re.sub(r"[-_.]+", "-", req.name).lower()
+    return name, str(req.specifier)
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
+    in_pyproject = {_normalise(r) for r in _pyproject()["project"]["dependencies"]}
+    in_environment = {_normalise(r) for r in _environment_pip_requirements()}
+    assert in_environment == in_pyproject, (
+        f"only in pyproject.toml: {sorted(in_pyproject - in_environment)}; "
+        f"only in environment.yml: {sorted(in_environment - in_pyproject)}"
+    )
+
+
+def test_environment_yml_installs_the_package_itself() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip_section
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"lock.txt line {line!r} is not an exact pin (name==version)"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_lock_pins_the_cpu_torch_found_on_disk() -> None:
+    assert _lock()["torch"] == "2.13.0"
+
+
+def test_every_dependency_is_pinned_in_the_lock_and_satisfies_its_range() -> None:
+    pins = _lock()
+    project = _pyproject()["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    for text in requirements:
+        req = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{name} is a dependency but has no pin in requirements/lock.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"lock pins {name}=={pins[name]}, outside pyproject's range {req.specifier}"
+        )

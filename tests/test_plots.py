@@ -1,0 +1,201 @@
+"""The course's figures: what each draws, and that none leaks pyplot or rcParams state."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from mlmcourse.distribution import softmax
+from mlmcourse.masking import Fate
+from mlmcourse.plots import (
+    BAR_COLOUR,
+    FATE_COLOURS,
+    TRUE_COLOUR,
+    plot_distribution,
+    plot_distribution_snapshots,
+    plot_loss_curve,
+    plot_masking_fates,
+    plot_neg_log_curve,
+)
+
+TOKENS = ["[PAD]", "the", "cat", "sat", "on", "mat"]
+PROBS = softmax(torch.tensor([0.0, 1.0, 2.5, 0.3, 0.1, 1.2]))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks():
+    """Every plot leaves no open pyplot figure and no changed rcParams behind."""
+    figures, params = plt.get_fignums(), dict(matplotlib.rcParams)
+    yield
+    assert plt.get_fignums() == figures
+    assert dict(matplotlib.rcParams) == params
+
+
+def _texts(fig: Figure) -> str:
+    return "\n".join(t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_distribution_bars_and_highlight() -> None:
+    fig = plot_distribution(PROBS, TOKENS, true_index=torch.tensor(2))
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == len(TOKENS)
+    np.testing.assert_allclose([b.get_height() for b in bars], PROBS.numpy(), rtol=1e-6)
+    colours = [to_hex(b.get_facecolor()) for b in bars]
+    assert colours[2] == TRUE_COLOUR and colours.count(BAR_COLOUR) == len(TOKENS) - 1
+    p = float(PROBS[2])
+    assert f"-log p = {-math.log(p):.3f}" in _texts(fig)
+    assert f"p = {p:.3f}" in _texts(fig)
+    assert [t.get_text() for t in ax.get_xticklabels()] == TOKENS
+    assert "'cat'" in ax.get_title()
+
+
+def test_distribution_top_keeps_the_true_token() -> None:
+    fig = plot_distribution(PROBS, TOKENS, true_index=0, top=2, title="three bars")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "mat", "[PAD]"]
+    assert to_hex(ax.patches[2].get_facecolor()) == TRUE_COLOUR
+    assert ax.get_title() == "three bars"
+
+
+def test_distribution_on_a_given_axes_and_without_true_token() -> None:
+    fig, axes = plt.subplots(1, 2)
+    plt.close(fig)
+    returned = plot_distribution([0.5, -0.1, 0.6], ["a", "b", "c"], ax=axes[1])
+    assert returned is fig
+    assert len(axes[1].patches) == 3 and not axes[0].patches
+    assert {to_hex(b.get_facecolor()) for b in axes[1].patches} == {BAR_COLOUR}
+    assert axes[1].get_ylim()[0] < -0.1, "an invalid (negative) entry is still drawn"
+
+
+def test_distribution_of_a_one_hot_target() -> None:
+    fig = plot_distribution([0.0, 1.0, 0.0], ["a", "b", "c"], true_index=1)
+    assert "-log p = 0.000" in _texts(fig) and "-0.000" not in _texts(fig)
+
+
+def test_distribution_errors() -> None:
+    with pytest.raises(ValueError, match="probs has 6 entries but tokens has 2"):
+        plot_distribution(PROBS, ["a", "b"])
+    with pytest.raises(ValueError, match=r"true_index 6 is outside \[0, 6\)"):
+        plot_distribution(PROBS, TOKENS, true_index=6)
+    with pytest.raises(ValueError, match=r"must be a non-empty 1-D .* e.g. probs\[i\]"):
+        plot_distribution(torch.ones(2, 3) / 3, TOKENS)
+
+
+def test_neg_log_curve_with_highlights() -> None:
+    fig = plot_neg_log_curve([0.6, 0.95])
+    ax = fig.axes[0]
+    (line,) = ax.lines
+    x, y = line.get_data()
+    np.testing.assert_allclose(y, -np.log(x))
+    assert x.min() > 0 and x.max() == 1.0
+    (points,) = ax.collections
+    np.testing.assert_allclose(
+        points.get_offsets(), [[0.6, -math.log(0.6)], [0.95, -math.log(0.95)]]
+    )
+    assert "-log p = 0.511" in _texts(fig) and "-log p = 0.051" in _texts(fig)
+    assert not plot_neg_log_curve().axes[0].collections
+
+
+def test_neg_log_curve_rejects_impossible_probabilities() -> None:
+    with pytest.raises(ValueError, match=r"highlighted probability 0.0 is outside \(0, 1\]"):
+        plot_neg_log_curve([0.0])
+
+
+def test_masking_fates_boxes_and_legend() -> None:
+    tokens = ["[CLS]", "the", "cat", "sat", "on", "[SEP]"]
+    fates = torch.tensor([0, 1, 0, 2, 3, 0])
+    fig = plot_masking_fates(tokens, fates)
+    ax = fig.axes[0]
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(boxes) == len(tokens)
+    assert [to_hex(b.get_facecolor()) for b in boxes] == [
+        FATE_COLOURS[Fate(f)] for f in fates.tolist()
+    ]
+    assert [t.get_text() for t in ax.texts if t.get_text() in tokens] == tokens
+    assert len(ax.get_legend().get_texts()) == len(Fate)
+
+
+def test_masking_fates_with_corrupted_row_and_wrapping() -> None:
+    tokens = [f"w{i}" for i in range(10)]
+    corrupted = ["[MASK]" if i % 3 == 0 else t for i, t in enumerate(tokens)]
+    fates = [1 if i % 3 == 0 else 0 for i in range(10)]
+    fig = plot_masking_fates(tokens, fates, corrupted_tokens=corrupted, per_row=4)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 20
+    assert sum(t.get_text() == "[MASK]" for t in ax.texts) == 4
+    row_labels = [t.get_text() for t in ax.texts if t.get_text().startswith("$")]
+    assert row_labels == [r"$x$", r"$\bar{x}$"] * 3, "three wrapped lines, each with x and x̄"
+
+
+def test_masking_fates_errors() -> None:
+    with pytest.raises(ValueError, match="tokens has 2 entries and fates has 3.*fates\\[0\\]"):
+        plot_masking_fates(["a", "b"], [0, 1, 0])
+    with pytest.raises(ValueError, match=r"fates contains \[7\]"):
+        plot_masking_fates(["a", "b"], [0, 7])
+    with pytest.raises(ValueError, match="corrupted_tokens has 1 entries but tokens has 2"):
+        plot_masking_fates(["a", "b"], [0, 1], corrupted_tokens=["a"])
+
+
+def test_loss_curve_raw_smoothed_eval_and_baseline() -> None:
+    history = [3.0 - 0.01 * k + 0.1 * math.sin(k) for k in range(200)]
+    fig = plot_loss_curve(history, smooth=10, eval_history=[(0, 3.1), (100, 2.2)], vocab_size=20)
+    ax = fig.axes[0]
+    raw, smoothed, held_out, baseline = ax.lines
+    np.testing.assert_allclose(raw.get_ydata(), history)
+    assert smoothed.get_xdata()[0] == 9
+    assert smoothed.get_ydata()[-1] == pytest.approx(np.mean(history[-10:]))
+    assert list(held_out.get_xdata()) == [0, 100]
+    assert baseline.get_ydata()[0] == pytest.approx(math.log(20))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "uniform guess: log V = 3.00" in labels
+    assert len(labels) == 4
+
+
+def test_loss_curve_short_runs_are_not_smoothed() -> None:
+    fig = plot_loss_curve([torch.tensor(2.0), torch.tensor(1.5), 1.2])
+    (line,) = fig.axes[0].lines
+    assert list(line.get_ydata()) == [2.0, 1.5, 1.2]
+    assert len(plot_loss_curve([1.0] * 500).axes[0].lines) == 2, "a long run is smoothed"
+
+
+def test_loss_curve_errors() -> None:
+    with pytest.raises(ValueError, match="history is empty"):
+        plot_loss_curve([])
+    with pytest.raises(ValueError, match="smooth must be a window of at least 1 step"):
+        plot_loss_curve([1.0, 2.0], smooth=0)
+
+
+def test_distribution_snapshots_overlaid() -> None:
+    snapshots = [
+        (step, softmax(torch.tensor([0.0, 0.5, step / 50, 0.2, 0.1, 0.3])))
+        for step in (0, 100, 300)
+    ]
+    fig = plot_distribution_snapshots(snapshots, TOKENS, true_index=2)
+    ax = fig.axes[0]
+    assert len(ax.lines) == len(snapshots) + 1, "one line per snapshot, one marker line"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for (step, p), label in zip(snapshots, labels, strict=True):
+        assert label == f"step {step}: Pr(true) = {float(p[2]):.3f}"
+    first, last = (float(ax.lines[i].get_ydata()[2]) for i in (0, 2))
+    assert last > first
+    assert ax.get_xticklabels()[2].get_color() == TRUE_COLOUR
+
+
+def test_distribution_snapshots_top_and_errors() -> None:
+    snapshots = [(0, torch.full((6,), 1 / 6)), (10, PROBS)]
+    fig = plot_distribution_snapshots(snapshots, TOKENS, true_index=0, top=2)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "mat", "[PAD]"]
+    with pytest.raises(ValueError, match="snapshots is empty"):
+        plot_distribution_snapshots([], TOKENS, 0)
+    with pytest.raises(ValueError, match="probs at step 5 has 3 entries but tokens has 6"):
+        plot_distribution_snapshots([(5, [0.2, 0.3, 0.5])], TOKENS, 0)
