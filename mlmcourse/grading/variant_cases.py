@@ -1,0 +1,407 @@
+"""The misconception submissions of each exercise: one per wrong option and per coding mistake.
+
+Each :class:`~mlmcourse.grading.variants.Variant` writes one mistake into the solution (a text
+edit of a code answer, or a wrong multiple-choice or numeric answer) and names the test cells it
+must fail and the misconception code each failure must carry.
+"""
+
+from __future__ import annotations
+
+from mlmcourse.grading.variants import Variant
+
+
+def _choices(grade_id: str, test_id: str, wrong: dict[str, str]) -> list[Variant]:
+    """One variant per wrong answer of a multiple-choice or numeric question.
+
+    ``wrong`` maps the answer's Python source (e.g. ``'"A"'`` or ``'450'``) to its misconception.
+    """
+    return [
+        Variant(
+            f"{grade_id}.{number}-{code}",
+            fails={test_id: code},
+            cells={grade_id: f"{grade_id} = {answer}"},
+        )
+        for number, (answer, code) in enumerate(wrong.items(), start=1)
+    ]
+
+
+_CORRUPT = "corrupt"
+_EX2 = [
+    Variant(
+        "ignores-seed",
+        fails={"test_corrupt_basics": "ignores-seed"},
+        edits={
+            _CORRUPT: (("generator = torch.Generator().manual_seed(seed)", "generator = None"),)
+        },
+    ),
+    Variant(
+        "selects-special-tokens",
+        fails={"test_corrupt_selection": "selects-special-tokens"},
+        edits={_CORRUPT: (("torch.isin(ids, torch.tensor(SPECIAL_IDS))", "ids == PAD_ID"),)},
+    ),
+    Variant(
+        "counting-padding",
+        fails={"test_corrupt_selection": "counting-padding"},
+        edits={
+            _CORRUPT: (("torch.tensor(SPECIAL_IDS)", "torch.tensor([CLS_ID, SEP_ID, MASK_ID])"),)
+        },
+    ),
+    Variant(
+        "always-mask-token",
+        fails={"test_corrupt_replacement": "always-mask-token"},
+        edits={
+            _CORRUPT: (
+                ("masked = selected & (fate < 0.8)", "masked = selected"),
+                (
+                    "randomised = selected & (fate >= 0.8) & (fate < 0.9)",
+                    "randomised = torch.zeros_like(selected)",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "labels-only-on-mask",
+        fails={"test_corrupt_selection": "labels-only-on-mask"},
+        edits={_CORRUPT: (("labels[selected] = ids[selected]", "labels[masked] = ids[masked]"),)},
+    ),
+    Variant(
+        "labels-on-all-positions",
+        fails={"test_corrupt_selection": "labels-on-all-positions"},
+        edits={
+            _CORRUPT: (("labels = torch.full_like(ids, IGNORE_INDEX)", "labels = ids.clone()"),)
+        },
+    ),
+    Variant(
+        "labels-from-corrupted-input",
+        fails={"test_corrupt_selection": "labels-from-corrupted-input"},
+        edits={
+            _CORRUPT: (
+                ("labels[selected] = ids[selected]", "labels[selected] = corrupted_ids[selected]"),
+            )
+        },
+    ),
+    Variant(
+        "selection-rate",
+        fails={"test_corrupt_selection": "selection-rate"},
+        edits={_CORRUPT: (("< mlm_probability", "< 0.15"),)},
+    ),
+    *_choices(
+        "answer_unchanged",
+        "test_answer_unchanged",
+        {
+            '"A"': "unchanged-positions-skipped",
+            '"C"': "copying-is-the-goal",
+            '"D"': "eighty-percent-of-all-tokens",
+        },
+    ),
+    *_choices(
+        "answer_n_mask",
+        "test_answer_n_mask",
+        {"450": "always-mask-token", "2400": "eighty-percent-of-all-tokens"},
+    ),
+]
+
+_EX3 = [
+    Variant(
+        "normalise-wrong-axis",
+        fails={"test_softmax": "normalise-wrong-axis"},
+        edits={"softmax": (("dim=-1", "dim=0"),)},
+    ),
+    Variant(
+        "normalise-without-exp",
+        fails={"test_softmax": "normalise-without-exp"},
+        edits={"softmax": (("exp = shifted.exp()", "exp = logits"),)},
+    ),
+    Variant(
+        "softmax-overflow",
+        fails={"test_softmax_large_logits": "softmax-overflow"},
+        edits={"softmax": (("logits - logits.amax(dim=-1, keepdim=True)", "logits"),)},
+    ),
+    Variant(
+        "negative-probability",
+        fails={"test_is_valid_distribution": "negative-probability"},
+        edits={"is_valid_distribution": (("if (probs < 0).any():", "if False:"),)},
+    ),
+    Variant(
+        "sum-above-one",
+        fails={"test_is_valid_distribution": "sum-above-one"},
+        edits={
+            "is_valid_distribution": (
+                (
+                    "return bool(torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6))",
+                    "return bool((probs <= 1).all())",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "missing-vocabulary-word",
+        fails={"test_is_valid_distribution": "missing-vocabulary-word"},
+        edits={"is_valid_distribution": (("if probs.shape[-1] != vocab_size:", "if False:"),)},
+    ),
+    Variant(
+        "checks-total-sum",
+        fails={"test_is_valid_distribution": "checks-total-sum"},
+        edits={"is_valid_distribution": (("probs.sum(dim=-1)", "probs.sum()"),)},
+    ),
+    Variant(
+        "exact-float-equality",
+        fails={"test_is_valid_distribution": "exact-float-equality"},
+        edits={
+            "is_valid_distribution": (
+                (
+                    "torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6)",
+                    "(probs.sum(dim=-1) == 1).all()",
+                ),
+            )
+        },
+    ),
+    *_choices(
+        "answer_valid_distribution",
+        "test_answer_valid_distribution",
+        {
+            '"A"': "negative-probability",
+            '"B"': "distribution-over-positions",
+            '"D"': "sum-above-one",
+            '"E"': "missing-vocabulary-word",
+        },
+    ),
+    *_choices(
+        "answer_temperature",
+        "test_answer_temperature",
+        {
+            '"B"': "temperature-direction",
+            '"C"': "temperature-no-effect",
+            '"D"': "temperature-changes-argmax",
+        },
+    ),
+]
+
+_TOKEN_RETURN = "return float(-log_probs[target])"
+_EX4 = [
+    Variant(
+        "dropped-minus-sign",
+        fails={"test_token_cross_entropy": "dropped-minus-sign"},
+        edits={"token_cross_entropy": ((_TOKEN_RETURN, "return float(log_probs[target])"),)},
+    ),
+    Variant(
+        "log-base-10",
+        fails={"test_token_cross_entropy": "log-base-10"},
+        edits={
+            "token_cross_entropy": (
+                (_TOKEN_RETURN, "return float(-log_probs[target]) / math.log(10)"),
+            )
+        },
+    ),
+    Variant(
+        "probability-not-log",
+        fails={"test_token_cross_entropy": "probability-not-log"},
+        edits={
+            "token_cross_entropy": ((_TOKEN_RETURN, "return float(1 - log_probs[target].exp())"),)
+        },
+    ),
+    Variant(
+        "skips-softmax",
+        fails={"test_token_cross_entropy": "skips-softmax"},
+        edits={"token_cross_entropy": ((_TOKEN_RETURN, "return float(-logits[target])"),)},
+    ),
+    Variant(
+        "log-of-softmax-underflow",
+        fails={"test_token_cross_entropy_large_logits": "log-of-softmax-underflow"},
+        edits={
+            "token_cross_entropy": (
+                (
+                    "log_probs = shifted - shifted.exp().sum().log()",
+                    "log_probs = torch.log(shifted.exp() / shifted.exp().sum())",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "cross-entropy-arguments-swapped",
+        fails={"test_cross_entropy": "cross-entropy-arguments-swapped"},
+        edits={
+            "cross_entropy": (
+                ("-(p_gold[keep] * probs[keep].log()).sum()", "-(probs * p_gold.log()).sum()"),
+            )
+        },
+    ),
+    *_choices(
+        "answer_lowest_loss",
+        "test_answer_lowest_loss",
+        {
+            '"A"': "spread-changes-loss",
+            '"B"': "confident-means-low-loss",
+            '"D"': "margin-not-probability",
+        },
+    ),
+    *_choices(
+        "answer_loss_06",
+        "test_answer_loss_06",
+        {
+            "math.log(0.6)": "dropped-minus-sign",
+            "-math.log10(0.6)": "log-base-10",
+            "-math.log2(0.6)": "log-base-2",
+            "0.4": "loss-is-missing-mass",
+            "0.6": "probability-not-log",
+        },
+    ),
+    *_choices(
+        "answer_interpretation",
+        "test_answer_interpretation",
+        {
+            '"A"': "top-prediction-zero-loss",
+            '"B"': "loss-is-missing-mass",
+            '"C"': "spread-changes-loss",
+        },
+    ),
+]
+
+_LOSS = "masked_lm_loss"
+_BOTH = ("test_loss_sum", "test_loss_mean")
+_EX5 = [
+    Variant(
+        "dropped-minus-sign",
+        fails=dict.fromkeys(_BOTH, "dropped-minus-sign"),
+        edits={_LOSS: (("total = -true_log_probs.sum()", "total = true_log_probs.sum()"),)},
+    ),
+    Variant(
+        "sum-mean-swapped",
+        fails=dict.fromkeys(_BOTH, "sum-mean-swapped"),
+        edits={_LOSS: (('if reduction == "sum":', 'if reduction == "mean":'),)},
+    ),
+    Variant(
+        "averaging-over-all-positions",
+        fails={"test_loss_mean": "averaging-over-all-positions"},
+        edits={_LOSS: (("return total / in_loss.sum()", "return total / labels.numel()"),)},
+    ),
+    Variant(
+        "off-by-one-from-cls",
+        fails=dict.fromkeys(_BOTH, "off-by-one-from-cls"),
+        edits={
+            _LOSS: (
+                ("in_loss = labels != IGNORE_INDEX", "in_loss = labels[:, :-1] != IGNORE_INDEX"),
+                ("logits[in_loss]", "logits[:, 1:][in_loss]"),
+                ("labels[in_loss]", "labels[:, :-1][in_loss]"),
+            )
+        },
+    ),
+    Variant(
+        "normalise-wrong-axis",
+        fails=dict.fromkeys(_BOTH, "normalise-wrong-axis"),
+        edits={
+            _LOSS: (
+                (
+                    "torch.log_softmax(logits[in_loss], dim=-1)",
+                    "torch.log_softmax(logits, dim=1)[in_loss]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "log-of-softmax-underflow",
+        fails={"test_loss_large_logits": "log-of-softmax-underflow"},
+        edits={
+            _LOSS: (
+                (
+                    "torch.log_softmax(logits[in_loss], dim=-1)",
+                    "torch.log(torch.softmax(logits[in_loss], dim=-1))",
+                ),
+            )
+        },
+    ),
+    *_choices(
+        "answer_single_token", "test_answer_single_token", {'"True"': "single-token-objective"}
+    ),
+    *_choices(
+        "answer_n_terms",
+        "test_answer_n_terms",
+        {
+            "1": "single-token-objective",
+            "19": "unmasked-positions-in-loss",
+            "28": "counting-padding",
+        },
+    ),
+    *_choices(
+        "answer_reported",
+        "test_answer_reported",
+        {
+            "0.15": "averaging-over-all-positions",
+            "6.0": "sum-mean-swapped",
+            "3.0": "mean-over-sequences",
+        },
+    ),
+]
+
+_EX6 = [
+    Variant(
+        "gradient-ascent",
+        fails={"test_sgd_step": "gradient-ascent"},
+        edits={"sgd_step": (("value - lr * grads[name]", "value + lr * grads[name]"),)},
+    ),
+    Variant(
+        "learning-rate-ignored",
+        fails={"test_sgd_step": "learning-rate-ignored"},
+        edits={"sgd_step": (("value - lr * grads[name]", "value - grads[name]"),)},
+    ),
+    Variant(
+        "averaging-over-all-positions",
+        fails={"test_masked_accuracy": "averaging-over-all-positions"},
+        edits={
+            "masked_accuracy": (
+                ("(predicted[in_loss] == labels[in_loss])", "(predicted == labels)"),
+            )
+        },
+    ),
+    Variant(
+        "argmax-wrong-axis",
+        fails={"test_masked_accuracy": "argmax-wrong-axis"},
+        edits={"masked_accuracy": (("logits.argmax(dim=-1)", "logits.argmax(dim=1)"),)},
+    ),
+    Variant(
+        "untrained-model",
+        fails={"test_trained_model": "untrained-model"},
+        edits={"train_model": (("    optimizer.step()\n", ""), ("range(100)", "range(10)"))},
+    ),
+    Variant(
+        "target-loss-not-reached",
+        fails={"test_trained_model": "target-loss-not-reached"},
+        edits={"train_model": (("range(100)", "range(25)"),)},
+    ),
+    Variant(
+        "state-dict-mismatch",
+        fails={"test_trained_model": "state-dict-mismatch"},
+        edits={
+            "train_model": (
+                ("TinyMLM(VOCAB_SIZE)", "TinyMLM(VOCAB_SIZE, d_model=32)"),
+                ("range(100)", "range(5)"),
+            )
+        },
+    ),
+    *_choices(
+        "answer_initial_loss",
+        "test_answer_initial_loss",
+        {
+            "math.log10(VOCAB_SIZE)": "log-base-10",
+            "math.log2(VOCAB_SIZE)": "log-base-2",
+            "1 / VOCAB_SIZE": "probability-not-log",
+        },
+    ),
+    *_choices(
+        "answer_updated",
+        "test_answer_updated",
+        {
+            '"A"': "only-one-part-trained",
+            '"B"': "only-one-part-trained",
+            '"D"': "loss-only-measures",
+        },
+    ),
+]
+
+VARIANTS: dict[str, list[Variant]] = {
+    "ex2_masking": _EX2,
+    "ex3_distribution": _EX3,
+    "ex4_cross_entropy": _EX4,
+    "ex5_masked_loss": _EX5,
+    "ex6_training": _EX6,
+}

@@ -1,0 +1,154 @@
+"""Programmatic submissions of the exercises: the solution, the untouched release, and one
+submission per listed misconception (see :mod:`mlmcourse.grading.variant_cases`).
+
+They are what the tests and the grading benchmark feed to the grader: the solution must get full
+marks on every auto-graded cell, the untouched release none, and each misconception submission
+must fail exactly its expected test cells with its misconception's code.
+
+    write_submissions("ex4_cross_entropy", Path("subs"))   # subs/<student>/<assignment>.ipynb
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+AUTOGRADER = Path(__file__).resolve().parents[2] / "autograder"
+ASSIGNMENTS: tuple[str, ...] = (
+    "ex2_masking",
+    "ex3_distribution",
+    "ex4_cross_entropy",
+    "ex5_masked_loss",
+    "ex6_training",
+)
+_SOLUTION_REGION = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A submission that holds one misconception.
+
+    ``edits`` maps a solution cell's ``grade_id`` to ``(old, new)`` text replacements applied,
+    in order, to the solution's answer (each ``old`` must occur); ``cells`` maps a ``grade_id``
+    to the whole answer instead (for multiple-choice and numeric answers). Every other answer is
+    the solution's. ``fails`` maps each test cell that must fail to the misconception code its
+    error must carry; every other test cell must pass.
+    """
+
+    name: str
+    fails: dict[str, str]
+    edits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    cells: dict[str, str] = field(default_factory=dict)
+
+    def answers(self, solutions: dict[str, str]) -> dict[str, str]:
+        """The variant's answer for every cell it changes, given the solution's answers."""
+        answers = dict(self.cells)
+        for grade_id, replacements in self.edits.items():
+            text = solutions[grade_id]
+            for old, new in replacements:
+                if old not in text:
+                    raise ValueError(f"variant {self.name}: {old!r} is not in {grade_id}")
+                text = text.replace(old, new)
+            answers[grade_id] = text
+        return answers
+
+
+def nbgrader_meta(cell: NotebookNode) -> dict:
+    """The cell's ``nbgrader`` metadata (empty for cells nbgrader does not manage)."""
+    return dict(cell.get("metadata", {}).get("nbgrader", {}))
+
+
+def source_path(assignment: str, root: Path = AUTOGRADER) -> Path:
+    """The instructor's notebook of ``assignment``."""
+    return root / "source" / assignment / f"{assignment}.ipynb"
+
+
+def release_path(assignment: str, root: Path = AUTOGRADER) -> Path:
+    """The student notebook ``mlmcourse release`` writes for ``assignment``."""
+    return root / "release" / assignment / f"{assignment}.ipynb"
+
+
+def read(path: Path) -> NotebookNode:
+    """Read a notebook (nbformat 4)."""
+    return nbformat.read(path, as_version=4)
+
+
+def solution_text(source: str) -> str:
+    """A solution cell's source as a student who solved it would leave it (no region markers)."""
+    return _SOLUTION_REGION.sub("", source)
+
+
+def solution_answers(assignment: str, root: Path = AUTOGRADER) -> dict[str, str]:
+    """Each solution cell's answer (``grade_id`` -> source) as the source notebook has it."""
+    return {
+        nbgrader_meta(c)["grade_id"]: solution_text(c.source)
+        for c in read(source_path(assignment, root)).cells
+        if nbgrader_meta(c).get("solution")
+    }
+
+
+def solution_submission(assignment: str, root: Path = AUTOGRADER) -> NotebookNode:
+    """The released notebook with every solution cell answered as in the source notebook."""
+    return with_answers(read(release_path(assignment, root)), solution_answers(assignment, root))
+
+
+def with_answers(nb: NotebookNode, answers: dict[str, str]) -> NotebookNode:
+    """A copy of ``nb`` whose solution cells named in ``answers`` hold the given sources."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution") and meta.get("grade_id") in answers:
+            cell.source = answers[meta["grade_id"]]
+    return nb
+
+
+def with_source_tests(nb: NotebookNode, assignment: str, root: Path = AUTOGRADER) -> NotebookNode:
+    """A copy of ``nb`` whose locked cells are the source's (hidden tests included), as
+    ``nbgrader autograde`` would run it."""
+    locked = {
+        nbgrader_meta(c)["grade_id"]: c.source
+        for c in read(source_path(assignment, root)).cells
+        if nbgrader_meta(c).get("locked") and not nbgrader_meta(c).get("solution")
+    }
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid in locked:
+            cell.source = locked[gid]
+    return nb
+
+
+def variants(assignment: str) -> list[Variant]:
+    """The misconception submissions of ``assignment``."""
+    from mlmcourse.grading.variant_cases import VARIANTS
+
+    return VARIANTS[assignment]
+
+
+def misconception_submission(
+    assignment: str, variant: Variant, root: Path = AUTOGRADER
+) -> NotebookNode:
+    """The solution submission with the variant's answers written in."""
+    answers = variant.answers(solution_answers(assignment, root))
+    return with_answers(solution_submission(assignment, root), answers)
+
+
+def write_submissions(assignment: str, out: Path, root: Path = AUTOGRADER) -> dict[str, Variant]:
+    """Write ``out/<student>/<assignment>.ipynb`` for the students ``solution``, ``release``
+    and ``mc-<misconception>`` (one per variant); return the variant of each ``mc-`` student."""
+    notebooks = {
+        "solution": solution_submission(assignment, root),
+        "release": read(release_path(assignment, root)),
+    }
+    by_student = {f"mc-{v.name}": v for v in variants(assignment)}
+    for student, variant in by_student.items():
+        notebooks[student] = misconception_submission(assignment, variant, root)
+    for student, nb in notebooks.items():
+        path = out / student / f"{assignment}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+    return by_student
