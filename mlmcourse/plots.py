@@ -96,8 +96,9 @@ def _true_id(true_index: Any, size: int) -> int:
 
 
 def _neg_log_text(p: float) -> str:
-    neg_log = 0.0 - math.log(p) if p > 0 else math.inf  # 0.0 - ... avoids printing -0.000
-    return f"p = {p:.3f}\n-log p = {neg_log:.3f}"
+    neg_log = -math.log(p) if p > 0 else math.inf
+    # round, then add 0.0: a p that rounding put just above 1 must not print "-0.000"
+    return f"p = {p:.3f}\n-log p = {round(neg_log, 3) + 0.0:.3f}"
 
 
 def _shown_ids(probs: np.ndarray, true_index: int | None, top: int | None) -> list[int]:

@@ -199,3 +199,10 @@ def test_distribution_snapshots_top_and_errors() -> None:
         plot_distribution_snapshots([], TOKENS, 0)
     with pytest.raises(ValueError, match="probs at step 5 has 3 entries but tokens has 6"):
         plot_distribution_snapshots([(5, [0.2, 0.3, 0.5])], TOKENS, 0)
+
+
+def test_certain_true_token_is_annotated_with_zero_loss_not_negative_zero() -> None:
+    from mlmcourse.plots import _neg_log_text
+
+    assert _neg_log_text(1.0000001).endswith("-log p = 0.000")
+    assert _neg_log_text(0.5).endswith(f"-log p = {math.log(2):.3f}")

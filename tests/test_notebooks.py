@@ -1,0 +1,67 @@
+"""The lesson notebooks: committed without outputs; each runs top to bottom in a fresh kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def _toc_lessons() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    lessons = next(p for p in toc["parts"] if p["caption"] == "Lessons")
+    return [c["file"] for c in lessons["chapters"]]
+
+
+LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+EXERCISE_SOURCES = sorted((ROOT / "autograder" / "source").glob("**/*.ipynb"))
+COMMITTED = [p for p in LESSONS + EXERCISE_SOURCES if ".ipynb_checkpoints" not in p.parts]
+
+
+def test_every_lesson_in_the_toc_is_a_notebook() -> None:
+    on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in LESSONS}
+    assert set(_toc_lessons()) == on_disk, "the Lessons part of _toc.yml and notebooks/ disagree"
+    assert len(LESSONS) == 7
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, (
+        f"{path.name}: code cells {dirty} have outputs or execution counts; clear them "
+        "(Jupyter: Edit > Clear Outputs of All Cells, or "
+        "`jupyter nbconvert --clear-output --inplace NOTEBOOK`) before committing"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_notebook_executes_without_error(path: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute()  # raises CellExecutionError with the cell and traceback on failure
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
+    assert not errors
