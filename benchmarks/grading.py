@@ -1,0 +1,166 @@
+"""Grading a class: plain sequential ``nbgrader autograde`` versus ``mlmcourse grade``.
+
+    python benchmarks/grading.py [ASSIGNMENT] [--students 40] [--jobs 2]
+
+Generates the submissions (solution, blank release, one per misconception; cycled to the class
+size), grades the same class three ways, each in its own copy of the course folder:
+(a) ``nbgrader autograde`` (sequential, one kernel per notebook), (b) ``mlmcourse grade
+--jobs N``, (c) the same with isolation disabled; prints wall times, the speed-up (a)/(b), the
+isolation overhead (b)/(c), peak memory (summed over the process tree) and whether (a) and (b)
+give every student the same score on every auto-graded cell. Prints; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_SANDBOX = "MLMCOURSE_GRADE_NO_SANDBOX"  # mlmcourse.grading.grade_cli: benchmarks only
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """Run a command; returns (wall seconds, peak MB summed over its process tree, exit code)."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        parent = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                total = 0
+                for proc in tree:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak = max(peak, total / 1024**2)
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    done.set()
+    sampler.join()
+    return time.monotonic() - started, peak, code
+
+
+def make_class(assignment: str, students: int, workdir: Path) -> Path:
+    """``workdir/subs/<student>/<assignment>.ipynb`` for ``students`` students."""
+    from mlmcourse.grading.variants import write_submissions
+
+    kinds = workdir / "kinds"
+    write_submissions(assignment, kinds, ROOT / "autograder")
+    sources = sorted(kinds.iterdir())
+    subs = workdir / "subs"
+    for index in range(students):
+        kind = sources[index % len(sources)]
+        target = subs / f"s{index:02d}-{kind.name}"
+        shutil.copytree(kind, target)
+    return subs
+
+
+def course_copy(workdir: Path, name: str, assignment: str, env: dict[str, str]) -> Path:
+    """A fresh copy of the course (sources and config only) with the assignment released."""
+    course = workdir / name
+    shutil.copytree(ROOT / "autograder", course,
+                    ignore=shutil.ignore_patterns("gradebook.db*", "autograded", "submitted",
+                                                  "feedback", "exchange", "release"))
+    subprocess.run(["nbgrader", "generate_assignment", assignment, "--force"], cwd=course,
+                   env=env, check=True, capture_output=True)
+    return course
+
+
+def mean_seconds(out: Path) -> float:
+    """Mean grading time of one submission inside a worker (fixed start-up costs excluded)."""
+    seconds = [json.loads(p.read_text())["seconds"] for p in (out / "results").glob("*.json")]
+    return sum(seconds) / max(len(seconds), 1)
+
+
+def scores_from_gradebook(course: Path, assignment: str) -> dict[str, dict[str, float | None]]:
+    """Per student, the auto score of every auto-graded code cell."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {sub.student.id: {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades
+                                 if g.cell_type == "code"}
+                for sub in gb.assignment_submissions(assignment)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("assignment", nargs="?", default="ex2_masking")
+    parser.add_argument("--students", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ.get("PATH", "")}
+    with tempfile.TemporaryDirectory(prefix="mlmcourse-bench-") as tmp:
+        workdir = Path(tmp)
+        subs = make_class(args.assignment, args.students, workdir)
+
+        course_a = course_copy(workdir, "course_a", args.assignment, env)
+        for student in subs.iterdir():
+            shutil.copytree(student, course_a / "submitted" / student.name / args.assignment)
+        wall_a, peak_a, _ = measure(["nbgrader", "autograde", args.assignment, "--force"],
+                                    course_a, env)
+
+        runs: dict[str, tuple] = {}
+        # alternate (b) and (c) twice and keep the faster run of each: the machine is shared
+        for attempt, (label, extra_env) in enumerate(2 * [("b", {}), ("c", {NO_SANDBOX: "1"})]):
+            course = course_copy(workdir, f"course_{label}{attempt}", args.assignment, env)
+            out = workdir / f"out_{label}{attempt}"
+            command = [sys.executable, "-m", "mlmcourse.grading.grade_cli", args.assignment,
+                       str(subs), "--out", str(out), "--course", str(course),
+                       "--jobs", str(args.jobs)]
+            run = (*measure(command, workdir, {**env, **extra_env}), course, out)
+            if label not in runs or run[0] < runs[label][0]:
+                runs[label] = run
+
+        wall_b, peak_b, code_b, course_b, out_b = runs["b"]
+        wall_c, peak_c, code_c, _, out_c = runs["c"]
+        print(f"{args.students} submissions of {args.assignment}, jobs={args.jobs}")
+        print(f"(a) nbgrader autograde (sequential): {wall_a:7.1f} s  peak {peak_a:6.0f} MB")
+        print(f"(b) mlmcourse grade (sandboxed):     {wall_b:7.1f} s  peak {peak_b:6.0f} MB"
+              f"  exit {code_b}")
+        print(f"(c) mlmcourse grade (no isolation):  {wall_c:7.1f} s  peak {peak_c:6.0f} MB"
+              f"  exit {code_c}")
+        print(f"speed-up (a)/(b): {wall_a / wall_b:.2f}x   (target >= 1.7x, aim >= 10x)")
+        print(f"isolation overhead (b)/(c): {wall_b / wall_c:.2f}x   (target < 1.3x)")
+        per_b, per_c = mean_seconds(out_b), mean_seconds(out_c)
+        print(f"mean time per submission in a worker: (b) {per_b * 1000:.0f} ms, "
+              f"(c) {per_c * 1000:.0f} ms, overhead {per_b / per_c:.2f}x")
+
+        scores_a = scores_from_gradebook(course_a, args.assignment)
+        scores_b = scores_from_gradebook(course_b, args.assignment)
+        differences = [(student, cell, scores_a.get(student, {}).get(cell), value)
+                       for student, cells in sorted(scores_b.items())
+                       for cell, value in sorted(cells.items())
+                       if scores_a.get(student, {}).get(cell) != value]
+        missing = sorted(set(scores_a) ^ set(scores_b))
+        print(f"per-student per-cell scores identical: {not differences and not missing}")
+        for student, cell, a, b in differences:
+            print(f"  {student} {cell}: nbgrader {a} vs mlmcourse {b}")
+        for student in missing:
+            print(f"  {student}: graded by only one of the two")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Writing grades into nbgrader's gradebook (``<course>/gradebook.db``) and autograded folder.
+
+Only the main grading process writes here, one database transaction per student, so that
+nbgrader's formgrader sees students, submissions and per-cell ``auto_score`` exactly as after
+``nbgrader autograde`` and can open the autograded notebook to grade written answers by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import sysconfig
+from pathlib import Path
+
+from nbgrader.api import (
+    Comment,
+    Grade,
+    Gradebook,
+    MissingEntry,
+    Student,
+    SubmittedAssignment,
+    SubmittedNotebook,
+)
+
+
+def db_path(course: Path) -> Path:
+    """Where the course's gradebook lives."""
+    return course / "gradebook.db"
+
+
+def backup(course: Path) -> Path | None:
+    """Copy the gradebook to ``gradebook.db.bak`` (SQLite's online backup) before a run."""
+    source = db_path(course)
+    if not source.exists():
+        return None
+    target = course / "gradebook.db.bak"
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+def db_url(course: Path) -> str:
+    """The SQLAlchemy URL of the course's gradebook."""
+    return f"sqlite:///{db_path(course)}"
+
+
+def open_gradebook(course: Path) -> Gradebook:
+    """Open (creating if needed) the course's gradebook.
+
+    nbgrader runs the ``alembic`` script of its environment to check the schema, so that
+    environment's scripts folder must be on ``PATH`` even when Python was started by full path.
+    """
+    scripts = sysconfig.get_path("scripts")
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    return Gradebook(db_url(course), course_id=course_id(course))
+
+
+def course_id(course: Path) -> str:
+    """``CourseDirectory.course_id`` of the course's ``nbgrader_config.py`` (nbgrader's default
+    otherwise), so that assignments created here belong to the same course as nbgrader's."""
+    config_file = course / "nbgrader_config.py"
+    if config_file.exists():
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader(config_file.name, str(course)).load_config()
+        value = config.get("CourseDirectory", {}).get("course_id")
+        if isinstance(value, str) and value:
+            return value
+    return "default_course"
+
+
+def ensure_assignment(gb: Gradebook, course: Path, assignment: str, notebook_path: Path) -> None:
+    """Make sure the assignment and its cells are in the gradebook (as ``generate_assignment``
+    does)."""
+    try:
+        gb.find_notebook(notebook_path.stem, assignment)
+        return
+    except MissingEntry:
+        pass
+    import nbformat
+    from nbgrader.preprocessors import ComputeChecksums, SaveCells
+
+    gb.update_or_create_assignment(assignment, course_id=gb.course_id)
+    nb = nbformat.read(notebook_path, as_version=nbformat.NO_CONVERT)
+    resources = {"nbgrader": {"notebook": notebook_path.stem, "assignment": assignment,
+                              "db_url": db_url(course)}}
+    nb, resources = ComputeChecksums().preprocess(nb, resources)
+    SaveCells().preprocess(nb, resources)
+
+
+def student_ids(gb: Gradebook) -> list[str]:
+    """Every student the gradebook knows."""
+    return [s.id for s in gb.students]
+
+
+def record(gb: Gradebook, assignment: str, notebook: str, result: dict) -> None:
+    """Write one student's result (one transaction): student, submission, per-cell auto_score."""
+    db = gb.db
+    try:
+        student_id = result["student_id"]
+        student = db.get(Student, student_id)
+        if student is None:
+            student = Student(id=student_id)
+            db.add(student)
+        try:
+            submission = gb.find_submission(assignment, student_id)
+        except MissingEntry:
+            with db.no_autoflush:
+                graded = gb.find_assignment(assignment)
+                submission = SubmittedAssignment(assignment=graded, student=student)
+                db.add(submission)
+                for nb in graded.notebooks:
+                    submitted = SubmittedNotebook(notebook=nb, assignment=submission)
+                    db.add(submitted)
+                    for cell in nb.grade_cells:
+                        db.add(Grade(cell_id=cell.id, notebook=submitted))
+                    for cell in nb.solution_cells:
+                        db.add(Comment(cell_id=cell.id, notebook=submitted))
+        submission.timestamp = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        db.flush()
+        failed = result["status"] == "failed"
+        for submitted in submission.notebooks:
+            if submitted.name != notebook:
+                continue
+            for grade in submitted.grades:
+                cell = result["cells"].get(grade.name)
+                grade.auto_score = cell["points"] if cell else (0.0 if failed else None)
+                grade.needs_manual_grade = (failed or grade.auto_score is None
+                                            or grade.manual_score is not None)
+        db.commit()
+    except Exception:
+        db.rollback()
+        raise
+
+
+def write_autograded(course: Path, assignment: str, notebook: str, result: dict) -> None:
+    """Save the autograded notebook where formgrader looks for it (atomically)."""
+    if result.get("autograded") is None:
+        return
+    folder = course / "autograded" / result["student_id"] / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{notebook}.ipynb"
+    tmp = target.with_suffix(".ipynb.tmp")
+    tmp.write_text(json.dumps(result["autograded"], indent=1, ensure_ascii=False))
+    os.replace(tmp, target)
+    (folder / "timestamp.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat())
+
+
+def remove_autograded(course: Path, assignment: str, student_id: str) -> None:
+    """Drop a stale autograded folder (the student's submission can no longer be graded)."""
+    shutil.rmtree(course / "autograded" / student_id / assignment, ignore_errors=True)

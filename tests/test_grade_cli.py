@@ -1,0 +1,126 @@
+"""``mlmcourse grade``: usage errors, submission layouts, resuming after the grader is killed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mlmcourse.grading import grade_cli
+from mlmcourse.grading.submissions import UsageError, discover
+
+sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+import corpus  # noqa: E402
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    grade_cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    course = corpus.write_course(tmp_path / "course")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    out = str(tmp_path / "out")
+    cases = {
+        ("nope", str(tmp_path / "empty")): "no assignment 'nope'",
+        ("softmax", str(tmp_path / "empty")): "no submissions found",
+        ("softmax", str(tmp_path / "missing")): "submissions not found",
+        ("softmax", str(tmp_path / "broken.zip")): "neither a folder nor a readable zip",
+    }
+    for (assignment, subs), message in cases.items():
+        assert grade_cli.run(_args(assignment, subs, "--out", out, "--course", str(course))) == 2
+        assert message in capsys.readouterr().err
+
+
+def _notebook(path: Path, text: str = "{}") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_layouts_folder_nbgrader_tree_and_lms_zip(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    _notebook(folder / "ana" / "softmax.ipynb")
+    _notebook(folder / "ana" / "data.csv", "1,2")
+    _notebook(folder / "bo" / "Softmax-final.ipynb")
+    _notebook(folder / "cy" / "notes.txt")
+    found = {s.student_id: s for s in discover(folder, "softmax", tmp_path / "s1")[0]}
+    assert found["ana"].problem is None
+    assert sorted(rel for _, rel in found["ana"].files) == ["data.csv", "softmax.ipynb"]
+    assert "misnamed" in found["bo"].problem
+    assert "no notebook softmax.ipynb" in found["cy"].problem
+
+    tree = tmp_path / "course" / "submitted"
+    _notebook(tree / "dee" / "softmax" / "softmax.ipynb")
+    found = discover(tmp_path / "course", "softmax", tmp_path / "s2")[0]
+    assert [(s.student_id, s.problem) for s in found] == [("dee", None)]
+
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("eve_attempt_2024-01-01.ipynb", "{}")
+        zf.writestr("fay_softmax.ipynb", "{}")
+        zf.writestr("../escape.ipynb", "{}")
+    staging = tmp_path / "s3"
+    staging.mkdir()
+    found = discover(archive, "softmax", staging)[0]
+    assert [(s.student_id, s.problem) for s in found] == [("eve", None), ("fay", None)]
+    assert [rel for _, rel in found[0].files] == ["softmax.ipynb"]
+    assert not (tmp_path / "escape.ipynb").exists()
+    with pytest.raises(UsageError):
+        discover(tmp_path / "s1", "softmax", tmp_path / "s4")  # nothing in it
+
+
+def _session_gone(session: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ps = subprocess.run(["ps", "-s", str(session), "-o", "pid=,args="], capture_output=True,
+                            text=True).stdout.strip()
+        if not ps:
+            return True
+        time.sleep(0.2)
+    print(ps)
+    return False
+
+
+def _grades(out: Path) -> str:
+    return (out / "grades.csv").read_text()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_grades(tmp_path: Path) -> None:
+    names = ["honest_1", "blank_release", "always_equal", "os_exit", "infinite_loop",
+             "str_subclass", "honest_2", "tensor_subclass"]
+    runs = {}
+    for label in ("uninterrupted", "killed"):
+        course = corpus.write_course(tmp_path / label / "course")
+        subs, out = tmp_path / label / "subs", tmp_path / label / "out"
+        corpus.write_submissions(subs, names, course=course, out=out, submissions=subs)
+        command = [sys.executable, "-m", "mlmcourse.grading.grade_cli", "softmax", str(subs),
+                   "--out", str(out), "--course", str(course), "--jobs", "2", "--timeout", "8"]
+        if label == "killed":
+            grader = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
+            results = out / "results"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 3:
+                time.sleep(0.05)
+            os.kill(grader.pid, signal.SIGKILL)
+            grader.wait()
+            done = len(list(results.glob("*.json")))
+            assert 0 < done < len(names), "the kill should land mid-run"
+            assert _session_gone(grader.pid), "workers and zygotes exit with the grader"
+        code = subprocess.run(command, stderr=subprocess.DEVNULL, timeout=300).returncode
+        assert code == 1  # os_exit and infinite_loop fail
+        runs[label] = (_grades(out), {p.name: json.loads(p.read_text())["status"]
+                                      for p in (out / "results").glob("*.json")})
+    assert runs["killed"] == runs["uninterrupted"]

@@ -1,0 +1,103 @@
+"""The sandbox wire format: plain data round-trips; anything else is refused or made opaque."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from mlmcourse.grading import protocol
+
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, -(10**30), 1.5, float("inf"), "", "héllo", b"\x00\xff",
+    [1, "a", None], (1, (2.0, "x")), {"a": [1, 2], "b": {"c": None}},
+])
+def test_plain_values_round_trip_with_their_exact_type(value: object) -> None:
+    back = protocol.decode(protocol.encode(value))
+    assert back == value
+    assert type(back) is type(value)
+
+
+def test_a_state_dict_arrives_as_a_plain_dict_of_tensors() -> None:
+    state = torch.nn.Linear(2, 3).state_dict()
+    back = protocol.decode(protocol.encode(state))
+    assert type(back) is dict and list(back) == ["weight", "bias"]
+    assert all(type(v) is torch.Tensor and torch.equal(v, state[k]) for k, v in back.items())
+
+
+def test_arrays_and_tensors_round_trip_as_fresh_copies() -> None:
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tensor = torch.tensor([[1, 2], [3, 4]], dtype=torch.int64)
+    got_array, got_tensor = protocol.decode(protocol.encode([array, tensor]))
+    assert type(got_array) is np.ndarray and got_array.dtype == np.float32
+    np.testing.assert_array_equal(got_array, array)
+    assert type(got_tensor) is torch.Tensor and got_tensor.dtype == torch.int64
+    assert torch.equal(got_tensor, tensor)
+    bf16 = torch.tensor([1.5, -2.0], dtype=torch.bfloat16)
+    assert torch.equal(protocol.decode(protocol.encode(bf16)), bf16)
+
+
+class S(str):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+class AlwaysEqual:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+class T(torch.Tensor):
+    pass
+
+
+NOT_PLAIN = [S("A"), AlwaysEqual(), {1: "int key"}, np.array([object()]), {1, 2},
+             torch.tensor([1.0]).as_subclass(T), lambda: 1]
+
+
+@pytest.mark.parametrize("value", NOT_PLAIN)
+def test_strict_encoder_rejects_non_plain_data(value: object) -> None:
+    with pytest.raises(TypeError, match="plain data"):
+        protocol.encode(value)
+
+
+@pytest.mark.parametrize("value", NOT_PLAIN)
+def test_lenient_encoder_sends_an_opaque_marker_that_equals_nothing(value: object) -> None:
+    back = protocol.decode(protocol.encode(value, strict=False))
+    assert isinstance(back, protocol.Opaque)
+    assert back != "A" and not (back == back) and back != AlwaysEqual()
+    with pytest.raises(TypeError):
+        bool(back)
+    with pytest.raises(TypeError):
+        np.asarray(back, dtype=float)
+
+
+def _blob(data: bytes) -> bytes:
+    return struct.pack(">Q", len(data)) + data
+
+
+@pytest.mark.parametrize("payload", [
+    b"X",  # unknown tag (e.g. a pickle opcode)
+    b"\x80\x04\x95",  # a pickle
+    b"S" + struct.pack(">Q", 10) + b"abc",  # truncated
+    b"N" + b"N",  # trailing bytes
+    b"M" + struct.pack(">Q", 1) + b"I" + _blob(b"1") + b"N",  # dict key not a str
+    b"A" + _blob(b"object") + struct.pack(">Q", 1) + struct.pack(">Q", 1) + _blob(b"x" * 8),
+    b"A" + _blob(b"float64") + struct.pack(">Q", 1) + struct.pack(">Q", 3) + _blob(b"x" * 8),
+    b"I" + _blob(b"1e5"),
+    b"L" + struct.pack(">Q", 2**40),  # absurd length
+])
+def test_decoder_refuses_malformed_messages(payload: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(payload)
+
+
+def test_decoder_limits_nesting_depth() -> None:
+    payload = b"L" + struct.pack(">Q", 1)
+    with pytest.raises(protocol.ProtocolError, match="deeper"):
+        protocol.decode(payload * (protocol.MAX_DEPTH + 2) + b"N")
