@@ -124,3 +124,32 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path: Path) -> None:
         runs[label] = (_grades(out), {p.name: json.loads(p.read_text())["status"]
                                       for p in (out / "results").glob("*.json")})
     assert runs["killed"] == runs["uninterrupted"]
+
+
+@pytest.mark.slow
+def test_scores_given_by_hand_in_the_gradebook_complete_a_re_run(tmp_path: Path) -> None:
+    from nbgrader.api import Gradebook
+
+    course = corpus.write_course(tmp_path / "course")
+    nb = corpus.solved(corpus.source_notebook())
+    written = next(c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade_id") == "why")
+    written["source"] = "Subtracting the maximum keeps exp from overflowing."
+    _notebook(tmp_path / "subs" / "ana" / "softmax.ipynb", json.dumps(nb))
+    argv = ("softmax", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+            "--course", str(course), "--jobs", "1")
+
+    assert grade_cli.run(_args(*argv)) == 0
+    assert "ana,needs_manual,written answers to grade by hand,3,4," in _grades(tmp_path / "out")
+
+    url = f"sqlite:///{course / 'gradebook.db'}"
+    with Gradebook(url) as gb:  # what formgrader does when the instructor scores the answer
+        grade = gb.find_grade("why", "softmax", "softmax", "ana")
+        grade.manual_score = 0.5
+        grade.needs_manual_grade = False
+        gb.db.commit()
+
+    assert grade_cli.run(_args(*argv)) == 0
+    assert "ana,graded,,3.5,4,2,1,0.5" in _grades(tmp_path / "out")
+    with Gradebook(url) as gb:
+        grade = gb.find_grade("why", "softmax", "softmax", "ana")
+        assert (grade.manual_score, grade.needs_manual_grade) == (0.5, False)

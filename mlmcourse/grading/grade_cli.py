@@ -88,6 +88,22 @@ def _complete(result: dict, source_max: float) -> dict:
             "warnings": [], **result}
 
 
+def with_manual_scores(result: dict, manual: dict[str, float]) -> dict:
+    """The result with the written answers' scores from formgrader; ``graded`` once every
+    written answer has one (the stored result keeps only what the grader computed)."""
+    if result["status"] != "needs_manual":
+        return result
+    cells = {grade_id: dict(cell) for grade_id, cell in result["cells"].items()}
+    for grade_id, cell in cells.items():
+        if cell["kind"] == "written" and cell["points"] is None and grade_id in manual:
+            cell["points"], cell["message"] = manual[grade_id], "graded by hand"
+    pending = any(c["kind"] == "written" and c["points"] is None for c in cells.values())
+    return {**result, "cells": cells,
+            "score": sum(c["points"] or 0.0 for c in cells.values()),
+            "status": "needs_manual" if pending else "graded",
+            "reason": result["reason"] if pending else ""}
+
+
 def run(args: argparse.Namespace) -> int:
     """Grade the class; returns the exit code."""
     from tqdm import tqdm
@@ -168,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
             if pool is not None:
                 pool.close()
         progress.close()
+        for student_id, result in results.items():
+            results[student_id] = with_manual_scores(
+                result, gradebook.manual_scores(gb, assignment, notebook, student_id))
         rows = list(results.values())
         for student_id in sorted(set(gradebook.student_ids(gb)) - set(results)):
             rows.append({"student_id": student_id, "status": "not_submitted", "reason": "",

@@ -131,12 +131,23 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: dict) -> None:
             for grade in submitted.grades:
                 cell = result["cells"].get(grade.name)
                 grade.auto_score = cell["points"] if cell else (0.0 if failed else None)
-                grade.needs_manual_grade = (failed or grade.auto_score is None
-                                            or grade.manual_score is not None)
+                # a score the instructor already gave in formgrader stays final on a re-run
+                grade.needs_manual_grade = failed or (
+                    grade.auto_score is None and grade.manual_score is None)
         db.commit()
     except Exception:
         db.rollback()
         raise
+
+
+def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
+                  ) -> dict[str, float]:
+    """The scores an instructor gave by hand in formgrader, by grade id."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return {}
+    return {g.name: float(g.manual_score) for g in submitted.grades if g.manual_score is not None}
 
 
 def write_autograded(course: Path, assignment: str, notebook: str, result: dict) -> None:
