@@ -15,7 +15,12 @@ import tempfile
 from pathlib import Path
 
 from mlmcourse.grading import feedback, report
-from mlmcourse.grading.isolation import UID_BLOCK, Limits, reserve_uid_block
+from mlmcourse.grading.isolation import (
+    PRIVATE_TMP_DIRS,
+    UID_BLOCK,
+    Limits,
+    reserve_uid_block,
+)
 from mlmcourse.grading.notebook import SubmissionProblem, load_source
 from mlmcourse.grading.results import ResultStore
 from mlmcourse.grading.submissions import Submission, UsageError, discover
@@ -56,7 +61,8 @@ def hidden_paths(candidates: list[Path], keep: list[Path]) -> tuple[list[str], l
         inside_keep = any(k == path or k in path.parents for k in keep)
         if not inside_keep and not any(h in path.parents for h in hidden):
             hidden.append(path)
-    revealed = [k for k in keep if any(h in k.parents for h in hidden)]
+    covered = hidden + [Path(p) for p in PRIVATE_TMP_DIRS]  # the sandbox's /tmp starts empty
+    revealed = [k for k in keep if any(c in k.parents for c in covered)]
     return [str(p) for p in hidden], [str(p) for p in revealed]
 
 

@@ -127,13 +127,10 @@ def _enter_namespaces() -> tuple[bool, list[str]]:
                        "the file system and the network"]
 
 
-def _hide(paths: tuple[str, ...], revealed: tuple[str, ...]) -> list[str]:
-    """Empty tmpfs over each hidden folder (``/dev/null`` over a file), then the ``revealed``
-    folders inside them (the Python installation, the mlmcourse package) bound back read-only."""
+def _hide(paths: tuple[str, ...]) -> list[str]:
+    """Empty tmpfs over each hidden folder (``/dev/null`` over a file)."""
     warnings = []
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    keep_fds = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in revealed
-                if os.path.isdir(path)}
     for path in paths:
         try:
             if os.path.isdir(path) and not os.path.islink(path):
@@ -142,6 +139,13 @@ def _hide(paths: tuple[str, ...], revealed: tuple[str, ...]) -> list[str]:
                 _mount("/dev/null", path, None, MS_BIND, None)
         except OSError as exc:
             warnings.append(f"could not hide {path} ({exc})")
+    return warnings
+
+
+def _reveal(keep_fds: dict[str, int]) -> list[str]:
+    """Bind the folders opened before anything was hidden (the Python installation, the
+    mlmcourse package) back read-only, wherever a hiding mount or the private /tmp covered them."""
+    warnings = []
     for path, fd in keep_fds.items():
         try:
             os.makedirs(path, mode=0o755, exist_ok=True)
@@ -189,13 +193,15 @@ def scrubbed_environment(workdir: str, path_env: str) -> dict[str, str]:
 
 
 SANDBOX_WORKDIR = "/tmp/work"
+PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+"""Each sandbox gets fresh, empty, size-limited copies of these."""
 SANDBOX_TMP_SIZE = "512m"
 
 
 def _private_tmp(staging: str, uid: int | None) -> str:
     """Fresh size-limited tmpfs over /tmp, /var/tmp, /dev/shm; the staging files copied to
     ``/tmp/work`` (so the student's disk use is bounded and nothing leaks between slots)."""
-    for path in ("/tmp", "/var/tmp", "/dev/shm"):
+    for path in PRIVATE_TMP_DIRS:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
                    f"size={SANDBOX_TMP_SIZE},mode=1777")
@@ -228,11 +234,15 @@ def isolate(policy: Policy, workdir_fd: int) -> tuple[str, list[str]]:
     will_drop = os.geteuid() == 0 and os.getuid() == 0 and not notes and _is_real_root()
     workdir = None
     if can_mount:
-        warnings += _hide(policy.hidden_paths, policy.revealed_paths)
+        keep_fds = {path: os.open(path, os.O_PATH | os.O_DIRECTORY)
+                    for path in policy.revealed_paths if os.path.isdir(path)}
+        warnings += _hide(policy.hidden_paths)
         try:
             workdir = _private_tmp(staging, policy.uid if will_drop else None)
         except OSError as exc:
             warnings.append(f"no private /tmp ({exc}): the working copy is on the shared disk")
+        # after the private /tmp, so a checkout or virtualenv under /tmp stays visible
+        warnings += _reveal(keep_fds)
     if workdir is None:
         os.fchdir(workdir_fd)
         workdir = os.getcwd()
