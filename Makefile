@@ -25,7 +25,15 @@ vendor: $(STAMP)
 release: $(STAMP)
 	$(BIN)/mlmcourse release
 
-book: $(STAMP) vendor release
+# The execution cache is keyed on the notebooks' code only: when the library they run changes
+# (its code, the widgets' front ends, the shipped data), start from a clean build.
+LIBRARY := $(shell find mlmcourse -type f -not -path '*/__pycache__/*' -not -path 'mlmcourse/grading/*')
+_build/.library-stamp: $(LIBRARY)
+	rm -rf _build
+	mkdir -p _build
+	touch $@
+
+book: $(STAMP) vendor release _build/.library-stamp
 	$(BIN)/jupyter-book build -W --keep-going .
 
 lint: $(STAMP)

@@ -183,8 +183,10 @@ def check_softmax_explorer(root: object) -> None:
     temp = root.locator("input.mlm-temperature")
     box = temp.bounding_box()
     temp.click(position={"x": box["width"] * 0.25, "y": box["height"] / 2})
-    logits = [float(x.input_value()) for x in root.locator("input.mlm-logit").all()]
-    t = float(temp.input_value())
+    # the state the explorer computes from: a slider snaps its shown value to its step
+    logits = [float(x.get_attribute("data-value")) for x in root.locator("input.mlm-logit").all()]
+    t = float(temp.get_attribute("data-value"))
+    assert t == pytest.approx(float(temp.input_value()))
     true_index = int(root.get_attribute("data-true-index"))
     probs = _softmax(logits, t)
     shown = [o.text_content() for o in root.locator("output.mlm-prob").all()]

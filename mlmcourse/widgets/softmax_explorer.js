@@ -104,9 +104,11 @@ function render({ model, el }) {
     z.forEach((v, j) => {
       const s = logitSliders[j];
       if (Number(s.input.value) !== v) s.input.value = String(v);
+      s.input.dataset.value = String(v); // exact state (the slider snaps to its step)
       s.out.textContent = v.toFixed(2);
     });
     if (Number(temp.input.value) !== t) temp.input.value = String(t);
+    temp.input.dataset.value = String(t);
     temp.out.textContent = t.toFixed(2);
     p.forEach((v, j) => {
       bars[j].bar.style.width = `${(100 * v).toFixed(2)}%`;
