@@ -86,7 +86,12 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[di
     options: Counter[str] = Counter()
     for r in submitted:
         for name, value in (r.get("answers") or {}).items():
-            shown = "(blank)" if value in ("", None) else str(value)[:20]
+            if value in ("", None):
+                shown = "(blank)"
+            elif isinstance(value, float):  # numeric answers: what a student would read
+                shown = f"{value:.4g}"
+            else:
+                shown = str(value)[:20]
             options[f"{name} = {shown}"] += 1
     labels = sorted(options)
     shares = [100 * options[k] / max(len(submitted), 1) for k in labels]
