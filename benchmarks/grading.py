@@ -64,7 +64,8 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
 
 def make_class(assignment: str, students: int, workdir: Path) -> Path:
     """``workdir/subs/<student>/<assignment>.ipynb`` for ``students`` students."""
-    from mlmcourse.grading.variants import write_submissions
+    sys.path.insert(0, str(ROOT / "tests"))
+    from cases.variants import write_submissions
 
     kinds = workdir / "kinds"
     write_submissions(assignment, kinds, ROOT / "autograder")

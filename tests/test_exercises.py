@@ -17,10 +17,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from cases import variants as v
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from mlmcourse.grading import variants as v
 from mlmcourse.grading.check_cli import CellResult, cell_results
 from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.release_cli import release

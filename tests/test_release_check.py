@@ -8,9 +8,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from cases import variants as v
 
 from mlmcourse.cli import main
-from mlmcourse.grading import variants as v
 
 CHECK = [sys.executable, "-m", "mlmcourse.cli", "check"]
 

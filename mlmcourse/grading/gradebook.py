@@ -122,7 +122,7 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: dict) -> None:
                         db.add(Grade(cell_id=cell.id, notebook=submitted))
                     for cell in nb.solution_cells:
                         db.add(Comment(cell_id=cell.id, notebook=submitted))
-        submission.timestamp = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        submission.timestamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         db.flush()
         failed = result["status"] == "failed"
         for submitted in submission.notebooks:
@@ -160,7 +160,7 @@ def write_autograded(course: Path, assignment: str, notebook: str, result: dict)
     tmp = target.with_suffix(".ipynb.tmp")
     tmp.write_text(json.dumps(result["autograded"], indent=1, ensure_ascii=False))
     os.replace(tmp, target)
-    (folder / "timestamp.txt").write_text(dt.datetime.now(dt.timezone.utc).isoformat())
+    (folder / "timestamp.txt").write_text(dt.datetime.now(dt.UTC).isoformat())
 
 
 def remove_autograded(course: Path, assignment: str, student_id: str) -> None:

@@ -1,5 +1,5 @@
 """Programmatic submissions of the exercises: the solution, the untouched release, and one
-submission per listed misconception (see :mod:`mlmcourse.grading.variant_cases`).
+submission per listed misconception (see :mod:`cases.variant_cases`).
 
 They are what the tests and the grading benchmark feed to the grader: the solution must get full
 marks on every auto-graded cell, the untouched release none, and each misconception submission
@@ -124,7 +124,7 @@ def with_source_tests(nb: NotebookNode, assignment: str, root: Path = AUTOGRADER
 
 def variants(assignment: str) -> list[Variant]:
     """The misconception submissions of ``assignment``."""
-    from mlmcourse.grading.variant_cases import VARIANTS
+    from cases.variant_cases import VARIANTS
 
     return VARIANTS[assignment]
 

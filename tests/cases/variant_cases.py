@@ -1,13 +1,13 @@
 """The misconception submissions of each exercise: one per wrong option and per coding mistake.
 
-Each :class:`~mlmcourse.grading.variants.Variant` writes one mistake into the solution (a text
+Each :class:`~cases.variants.Variant` writes one mistake into the solution (a text
 edit of a code answer, or a wrong multiple-choice or numeric answer) and names the test cells it
 must fail and the misconception code each failure must carry.
 """
 
 from __future__ import annotations
 
-from mlmcourse.grading.variants import Variant
+from cases.variants import Variant
 
 
 def _choices(grade_id: str, test_id: str, wrong: dict[str, str]) -> list[Variant]:
