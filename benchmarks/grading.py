@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_SANDBOX = "MLMCOURSE_GRADE_NO_SANDBOX"  # mlmcourse.grading.grade_cli: benchmarks only
+NO_SANDBOX = "MLMCOURSE_GRADE_NO_SANDBOX"  # mlmcourse.grading.cli.grade: benchmarks only
 
 
 def measure(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
@@ -128,7 +128,7 @@ def main() -> None:
         for attempt, (label, extra_env) in enumerate(2 * [("b", {}), ("c", {NO_SANDBOX: "1"})]):
             course = course_copy(workdir, f"course_{label}{attempt}", args.assignment, env)
             out = workdir / f"out_{label}{attempt}"
-            command = [sys.executable, "-m", "mlmcourse.grading.grade_cli", args.assignment,
+            command = [sys.executable, "-m", "mlmcourse.grading.cli.grade", args.assignment,
                        str(subs), "--out", str(out), "--course", str(course),
                        "--jobs", str(args.jobs)]
             run = (*measure(command, workdir, {**env, **extra_env}), course, out)

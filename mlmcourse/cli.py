@@ -12,9 +12,9 @@ import sys
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlmcourse.train_cli", "train TinyMLM on the shipped corpus and save a checkpoint"),
-    "release": ("mlmcourse.grading.release_cli", "generate the student versions of the exercises"),
-    "check": ("mlmcourse.grading.check_cli", "run an exercise notebook's visible tests"),
-    "grade": ("mlmcourse.grading.grade_cli", "autograde a whole class, in parallel and sandboxed"),
+    "release": ("mlmcourse.grading.cli.release", "generate the student versions of the exercises"),
+    "check": ("mlmcourse.grading.cli.check", "run an exercise notebook's visible tests"),
+    "grade": ("mlmcourse.grading.cli.grade", "autograde a whole class, in parallel and sandboxed"),
 }
 
 

@@ -21,9 +21,9 @@ from cases import variants as v
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from mlmcourse.grading.check_cli import CellResult, cell_results
+from mlmcourse.grading.cli.check import CellResult, cell_results
+from mlmcourse.grading.cli.release import release
 from mlmcourse.grading.misconceptions import CATALOGUE
-from mlmcourse.grading.release_cli import release
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book" / "exercises"

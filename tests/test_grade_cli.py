@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmcourse.grading import grade_cli
-from mlmcourse.grading.submissions import UsageError, discover
+from mlmcourse.grading.cli import grade as grade_cli
+from mlmcourse.grading.collect import UsageError, discover
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
@@ -106,7 +106,7 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path: Path) -> None:
         course = corpus.write_course(tmp_path / label / "course")
         subs, out = tmp_path / label / "subs", tmp_path / label / "out"
         corpus.write_submissions(subs, names, course=course, out=out, submissions=subs)
-        command = [sys.executable, "-m", "mlmcourse.grading.grade_cli", "softmax", str(subs),
+        command = [sys.executable, "-m", "mlmcourse.grading.cli.grade", "softmax", str(subs),
                    "--out", str(out), "--course", str(course), "--jobs", "2", "--timeout", "8"]
         if label == "killed":
             grader = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmcourse.grading import grade_cli
+from mlmcourse.grading.cli import grade as grade_cli
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlmcourse.grading import protocol
+from mlmcourse.grading.sandbox import protocol
 
 
 @pytest.mark.parametrize("value", [

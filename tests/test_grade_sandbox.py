@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from mlmcourse.grading.grade_cli import hidden_paths
 from mlmcourse.grading.isolation import SAFE_ENV, Limits, Policy, reserve_uid_block
+
+from mlmcourse.grading.cli.grade import hidden_paths
 from mlmcourse.grading.sandbox import Sandbox, SandboxGone, Zygote, describe_exit
 
 ROOT = Path(__file__).resolve().parents[1]

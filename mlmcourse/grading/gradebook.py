@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import sqlite3
 import sysconfig
 from pathlib import Path
@@ -24,6 +23,9 @@ from nbgrader.api import (
     SubmittedAssignment,
     SubmittedNotebook,
 )
+
+from mlmcourse.grading.atomic import write_atomic
+from mlmcourse.grading.records import Result, Status
 
 
 def db_path(course: Path) -> Path:
@@ -99,11 +101,11 @@ def student_ids(gb: Gradebook) -> list[str]:
     return [s.id for s in gb.students]
 
 
-def record(gb: Gradebook, assignment: str, notebook: str, result: dict) -> None:
+def record(gb: Gradebook, assignment: str, notebook: str, result: Result) -> None:
     """Write one student's result (one transaction): student, submission, per-cell auto_score."""
     db = gb.db
     try:
-        student_id = result["student_id"]
+        student_id = result.student_id
         student = db.get(Student, student_id)
         if student is None:
             student = Student(id=student_id)
@@ -124,13 +126,13 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: dict) -> None:
                         db.add(Comment(cell_id=cell.id, notebook=submitted))
         submission.timestamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         db.flush()
-        failed = result["status"] == "failed"
+        failed = result.status == Status.FAILED
         for submitted in submission.notebooks:
             if submitted.name != notebook:
                 continue
             for grade in submitted.grades:
-                cell = result["cells"].get(grade.name)
-                grade.auto_score = cell["points"] if cell else (0.0 if failed else None)
+                cell = result.cells.get(grade.name)
+                grade.auto_score = cell.points if cell else (0.0 if failed else None)
                 # a score the instructor already gave in formgrader stays final on a re-run
                 grade.needs_manual_grade = failed or (
                     grade.auto_score is None and grade.manual_score is None)
@@ -150,19 +152,11 @@ def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
     return {g.name: float(g.manual_score) for g in submitted.grades if g.manual_score is not None}
 
 
-def write_autograded(course: Path, assignment: str, notebook: str, result: dict) -> None:
+def write_autograded(course: Path, assignment: str, notebook: str, result: Result) -> None:
     """Save the autograded notebook where formgrader looks for it (atomically)."""
-    if result.get("autograded") is None:
+    if result.autograded is None:
         return
-    folder = course / "autograded" / result["student_id"] / assignment
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{notebook}.ipynb"
-    tmp = target.with_suffix(".ipynb.tmp")
-    tmp.write_text(json.dumps(result["autograded"], indent=1, ensure_ascii=False))
-    os.replace(tmp, target)
-    (folder / "timestamp.txt").write_text(dt.datetime.now(dt.UTC).isoformat())
-
-
-def remove_autograded(course: Path, assignment: str, student_id: str) -> None:
-    """Drop a stale autograded folder (the student's submission can no longer be graded)."""
-    shutil.rmtree(course / "autograded" / student_id / assignment, ignore_errors=True)
+    folder = course / "autograded" / result.student_id / assignment
+    write_atomic(folder / f"{notebook}.ipynb",
+                 json.dumps(result.autograded, indent=1, ensure_ascii=False))
+    write_atomic(folder / "timestamp.txt", dt.datetime.now(dt.UTC).isoformat())

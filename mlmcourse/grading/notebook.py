@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 WRITTEN_ANSWER_STUB = "YOUR ANSWER HERE"
+MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
+MAX_DEPTH = 48
+MAX_VALUES = 2_000_000
 _COMPARED_KEYS = ("grade", "solution", "locked", "points")
 
 
@@ -34,6 +37,7 @@ class Cell:
     solution: bool
     locked: bool
     points: float
+    cell_id: str | None = None
 
     @property
     def is_test(self) -> bool:
@@ -68,6 +72,12 @@ class SourceNotebook:
     cells: list[Cell]
     sha256: str
     solution_names: frozenset[str] = field(default_factory=frozenset)
+    nbgrader_metas: dict[str, dict] = field(default_factory=dict)
+    notebook_metadata: dict[str, Any] = field(default_factory=dict)
+
+    def nbgrader_metadata(self, grade_id: str) -> dict:
+        """A copy of the source cell's nbgrader metadata."""
+        return dict(self.nbgrader_metas.get(grade_id, {}))
 
     @property
     def graded_cells(self) -> list[Cell]:
@@ -118,6 +128,7 @@ def parse_cells(nb: dict) -> list[Cell]:
                 solution=bool(meta.get("solution", False)),
                 locked=bool(meta.get("locked", False)),
                 points=points if meta.get("grade") else 0.0,
+                cell_id=str(cell["id"])[:64] if isinstance(cell.get("id"), str) else None,
             )
         )
     return parsed
@@ -174,12 +185,68 @@ def referenced_names(source: str) -> set[str]:
 def load_source(path: Path) -> SourceNotebook:
     """Parse the instructor's notebook of an assignment."""
     raw = path.read_bytes()
-    cells = parse_cells(json.loads(raw))
+    nb = json.loads(raw)
+    cells = parse_cells(nb)
     solution_names: set[str] = set()
     for cell in cells:
         if cell.cell_type == "code" and cell.solution:
             solution_names |= defined_names(cell.source)
-    return SourceNotebook(path, cells, hashlib.sha256(raw).hexdigest(), frozenset(solution_names))
+    metas = {str(c["metadata"]["nbgrader"]["grade_id"]): dict(c["metadata"]["nbgrader"])
+             for c in nb["cells"] if "grade_id" in c.get("metadata", {}).get("nbgrader", {})}
+    kept = {k: v for k, v in nb.get("metadata", {}).items() if k in ("kernelspec", "language_info")}
+    return SourceNotebook(path, cells, hashlib.sha256(raw).hexdigest(), frozenset(solution_names),
+                          metas, kept)
+
+
+def read_submission(raw: bytes) -> dict:
+    """Parse a submitted notebook as hostile input (``SubmissionProblem`` if it is not usable).
+
+    Bounded in size, nesting and number of values; every string comes out valid Unicode (lone
+    surrogates, which JSON allows and UTF-8 cannot store, become replacement characters), so no
+    later step (JSON, SQLite, HTML, charts) can fail on what the student wrote.
+    """
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise SubmissionProblem(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+    try:
+        nb = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise SubmissionProblem(f"the notebook is not valid JSON ({str(exc)[:200]})") from None
+    return _clean(nb)
+
+
+def _clean_text(text: str) -> str:
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _clean(root: Any) -> Any:
+    """A copy of parsed JSON with valid strings, built without recursion (depth is checked)."""
+    if not isinstance(root, dict):
+        raise SubmissionProblem("the notebook is not a JSON object (not an .ipynb file?)")
+    top: dict = {}
+    pending: list[tuple[Any, Any, int]] = [(root, top, 0)]
+    count = 0
+    while pending:
+        original, copy, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise SubmissionProblem(f"the notebook is nested deeper than {MAX_DEPTH} levels")
+        items = original.items() if isinstance(original, dict) else enumerate(original)
+        for key, value in items:
+            count += 1
+            if count > MAX_VALUES:
+                raise SubmissionProblem(f"the notebook holds more than {MAX_VALUES} values")
+            if isinstance(value, dict):
+                child: Any = {}
+            elif isinstance(value, list):
+                child = [None] * len(value)
+            else:
+                child = _clean_text(value) if isinstance(value, str) else value
+            if isinstance(copy, dict):
+                copy[_clean_text(key)] = child
+            else:
+                copy[key] = child
+            if isinstance(value, (dict, list)):
+                pending.append((value, child, depth + 1))
+    return top
 
 
 def plan_submission(source: SourceNotebook, nb: dict) -> list[Step]:

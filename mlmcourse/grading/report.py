@@ -8,34 +8,49 @@ from __future__ import annotations
 
 import csv
 import html
-import os
+import io
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
+from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.misconceptions import CATALOGUE
+from mlmcourse.grading.records import Result, Status
 
 FIXED_COLUMNS = ["student_id", "status", "reason", "score", "max_score"]
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def write_csv(out: Path, grade_ids: list[str], rows: list[dict]) -> Path:
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that no spreadsheet reads as a formula (a leading ``'`` neutralises it)."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def plain_label(text: str, width: int = 40) -> str:
+    """Student text as a chart label that matplotlib draws literally: printable characters
+    only, shortened, and every ``$`` escaped (so it is never parsed as mathtext)."""
+    shown = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else " "
+                    for c in text)
+    if len(shown) > width:
+        shown = shown[: width - 1] + "…"
+    return shown.replace("\\", "\\\\").replace("$", r"\$")
+
+
+def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
     """``grades.csv``: fixed columns, then one per graded cell (its points; empty if ungraded)."""
-    target = out / "grades.csv"
-    tmp = out / ".grades.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(FIXED_COLUMNS + grade_ids)
-        for row in sorted(rows, key=lambda r: r["student_id"]):
-            cells = row.get("cells", {})
-            scores = []
-            for grade_id in grade_ids:
-                points = cells.get(grade_id, {}).get("points")
-                scores.append("" if points is None else f"{points:g}")
-            submitted = row["status"] != "not_submitted"
-            writer.writerow([row["student_id"], row["status"], row.get("reason", ""),
-                             f"{row.get('score', 0):g}" if submitted else "",
-                             f"{row.get('max_score', 0):g}", *scores])
-    os.replace(tmp, target)
-    return target
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(FIXED_COLUMNS + grade_ids)
+    for row in sorted(rows, key=lambda r: r.student_id):
+        scores = []
+        for grade_id in grade_ids:
+            cell = row.cells.get(grade_id)
+            scores.append("" if cell is None or cell.points is None else f"{cell.points:g}")
+        submitted = row.status != Status.NOT_SUBMITTED
+        writer.writerow([spreadsheet_safe(row.student_id), str(row.status),
+                         spreadsheet_safe(row.reason), f"{row.score:g}" if submitted else "",
+                         f"{row.max_score:g}", *scores])
+    return write_atomic(out / "grades.csv", buffer.getvalue())
 
 
 def _bar_chart(path: Path, labels: list[str], values: list[float], title: str, xlabel: str) -> None:
@@ -71,44 +86,45 @@ def _histogram(path: Path, scores: list[float], max_score: float) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[dict]) -> Path:
+def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Result]) -> Path:
     """``report.html`` and its four PNGs."""
-    submitted = [r for r in rows if r["status"] != "not_submitted"]
-    max_score = max((r.get("max_score", 0) for r in rows), default=0)
-    _histogram(out / "score_histogram.png", [r.get("score", 0) for r in submitted], max_score)
+    submitted = [r for r in rows if r.status != Status.NOT_SUBMITTED]
+    max_score = max((r.max_score for r in rows), default=0)
+    _histogram(out / "score_histogram.png", [r.score for r in submitted], max_score)
 
-    tests = [g for g in grade_ids
-             if any(r.get("cells", {}).get(g, {}).get("kind") == "test" for r in submitted)]
-    rates = [100 * sum(bool(r.get("cells", {}).get(g, {}).get("passed")) for r in submitted)
+    tests = [g for g in grade_ids if any(g in r.cells and r.cells[g].kind == "test"
+                                         for r in submitted)]
+    rates = [100 * sum(bool(g in r.cells and r.cells[g].passed) for r in submitted)
              / max(len(submitted), 1) for g in tests]
-    _bar_chart(out / "pass_rates.png", tests, rates, "Pass rate per question", "% of submissions")
+    _bar_chart(out / "pass_rates.png", [plain_label(t) for t in tests], rates,
+               "Pass rate per question", "% of submissions")
 
     options: Counter[str] = Counter()
     for r in submitted:
-        for name, value in (r.get("answers") or {}).items():
+        for name, value in r.answers.items():
             if value in ("", None):
                 shown = "(blank)"
             elif isinstance(value, float):  # numeric answers: what a student would read
                 shown = f"{value:.4g}"
             else:
-                shown = str(value)[:20]
-            options[f"{name} = {shown}"] += 1
+                shown = str(value)
+            options[plain_label(f"{name} = {shown}")] += 1
     labels = sorted(options)
     shares = [100 * options[k] / max(len(submitted), 1) for k in labels]
     _bar_chart(out / "answer_shares.png", labels, shares, "Multiple-choice answers",
                "% of submissions")
 
-    misconceptions = Counter(c["misconception"] for r in submitted
-                             for c in r.get("cells", {}).values() if c.get("misconception"))
+    misconceptions = Counter(c.misconception for r in submitted for c in r.cells.values()
+                             if c.misconception)
     common = misconceptions.most_common(10)
-    _bar_chart(out / "misconceptions.png", [k for k, _ in common], [v for _, v in common],
-               "Most frequent misconceptions", "submissions")
+    _bar_chart(out / "misconceptions.png", [plain_label(k) for k, _ in common],
+               [v for _, v in common], "Most frequent misconceptions", "submissions")
 
     e = html.escape
-    status = Counter(r["status"] for r in rows)
+    status = Counter(str(r.status) for r in rows)
     counts = ", ".join(f"{v} {e(k.replace('_', ' '))}" for k, v in sorted(status.items()))
-    failed = "".join(f"<li>{e(r['student_id'])}: {e(r.get('reason', ''))}</li>"
-                     for r in rows if r["status"] == "failed")
+    failed = "".join(f"<li>{e(r.student_id)}: {e(r.reason)}</li>"
+                     for r in rows if r.status == Status.FAILED)
     explained = "".join(f"<li><code>{e(code)}</code> ({count}): {e(CATALOGUE.get(code, ''))}</li>"
                         for code, count in common)
     page = f"""<!DOCTYPE html>
@@ -125,6 +141,4 @@ img{{max-width:100%}}</style></head><body>
 <h2>Submissions that could not be graded</h2><ul>{failed or '<li>none</li>'}</ul>
 </body></html>
 """
-    target = out / "report.html"
-    target.write_text(page, encoding="utf-8")
-    return target
+    return write_atomic(out / "report.html", page)

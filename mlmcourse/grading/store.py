@@ -8,10 +8,12 @@ idempotent and a killed run resumes where it stopped.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-RESULT_FORMAT = 1
+from mlmcourse.grading.atomic import write_atomic
+from mlmcourse.grading.records import Result
+
+RESULT_FORMAT = 2
 
 
 class ResultStore:
@@ -25,24 +27,20 @@ class ResultStore:
         return self.folder / f"{student_id}.json"
 
     def reusable(self, student_id: str, submission_sha: str, source_sha: str,
-                 settings: dict) -> dict | None:
+                 settings: dict) -> Result | None:
         """The stored result if it was computed from the same submission, source and settings."""
         try:
-            result = json.loads(self.path(student_id).read_text())
-        except (OSError, ValueError):
-            return None
-        if (result.get("format") == RESULT_FORMAT and result.get("submission_sha") == submission_sha
-                and result.get("source_sha") == source_sha and result.get("settings") == settings):
-            return result
+            data = json.loads(self.path(student_id).read_text(encoding="utf-8"))
+            if (data.pop("format", None) == RESULT_FORMAT
+                    and data.get("submission_sha") == submission_sha
+                    and data.get("source_sha") == source_sha
+                    and data.get("settings") == settings):
+                return Result.from_json(data)
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            pass
         return None
 
-    def save(self, result: dict) -> None:
-        """Write atomically (temporary file, fsync, ``os.replace``)."""
-        result = {**result, "format": RESULT_FORMAT}
-        target = self.path(result["student_id"])
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "w") as handle:
-            json.dump(result, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+    def save(self, result: Result) -> None:
+        """Write atomically (temporary file, fsync, rename)."""
+        data = {**result.to_json(), "format": RESULT_FORMAT}
+        write_atomic(self.path(result.student_id), json.dumps(data, ensure_ascii=False))

@@ -1,6 +1,6 @@
 """The tiny kernel inside a sandbox child: runs cells, hands out values, calls functions.
 
-Requests (from the grader) and replies are :mod:`~mlmcourse.grading.protocol` messages:
+Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.protocol` messages:
 
 - ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
 - ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from mlmcourse.grading import protocol
+from mlmcourse.grading.sandbox import protocol
 
 MAX_MESSAGE_CHARS = 2000
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
 def make_shell() -> Any:
@@ -74,8 +75,8 @@ def serve(shell: Any, request_fd: int, reply_fd: int) -> None:
     kernel_pid = os.getpid()
     while True:
         try:
-            request = protocol.recv(request_fd)
-        except EOFError:
+            request = protocol.recv(request_fd, MAX_REQUEST_BYTES)
+        except (EOFError, protocol.ProtocolError):
             return
         try:
             reply = _handle(shell, request)

@@ -7,13 +7,15 @@ Layouts understood:
 - a flat folder or an LMS zip of ``<student>_<anything>.ipynb`` files, or a zip of
   per-student folders.
 The notebook must be named ``<assignment>.ipynb`` inside a student folder; a single differently
-named notebook is reported as misnamed. Nothing here modifies the originals.
+named notebook is reported as misnamed. In an nbgrader tree, a student folder without this
+assignment's folder is not a submission of it. One filter (:func:`_entries`) lists every folder:
+symbolic links are never followed, hidden and system entries are skipped. Nothing here modifies
+the originals.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -21,7 +23,9 @@ from pathlib import Path
 
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 MAX_ZIP_BYTES = 2 * 1024**3
-SAFE_ID = re.compile(r"^[A-Za-z0-9@+][A-Za-z0-9._@+-]{0,127}$")
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+"""A student id names folders and spreadsheet rows: it starts with a letter or digit (never
+``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula)."""
 SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__"}
 
 
@@ -48,14 +52,21 @@ def _hash(files: list[tuple[str, str]], problem: str | None) -> str:
     return digest.hexdigest()
 
 
+def _entries(folder: Path) -> list[Path]:
+    """The entries of a folder a submission may consist of: no symbolic links (to files or
+    folders), nothing hidden, no system folders."""
+    return [p for p in sorted(folder.iterdir()) if p.name not in SKIPPED_PARTS
+            and not p.name.startswith(".") and not p.is_symlink()]
+
+
 def _visible_files(folder: Path) -> list[Path]:
-    """Regular files under ``folder``; symlinks (to files or folders) are never followed."""
-    found = []
-    for directory, subdirs, names in os.walk(folder, followlinks=False):
-        subdirs[:] = [d for d in subdirs if d not in SKIPPED_PARTS]
-        for name in names:
-            path = Path(directory, name)
-            if not path.is_symlink() and path.is_file():
+    """Regular files under ``folder``, found with :func:`_entries` at every level."""
+    found, pending = [], [folder]
+    while pending:
+        for path in _entries(pending.pop()):
+            if path.is_dir():
+                pending.append(path)
+            elif path.is_file():
                 found.append(path)
     return sorted(found)
 
@@ -127,29 +138,32 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
         if not zipfile.is_zipfile(root):
             raise UsageError(f"{root} is neither a folder nor a readable zip file")
         root = extract_zip(root, staging / "zip")
-    if (root / "submitted").is_dir():
-        root = root / "submitted"
-    entries = [p for p in sorted(root.iterdir()) if p.name not in SKIPPED_PARTS
-               and not p.name.startswith(".") and not p.is_symlink()]
+    submitted = root / "submitted"
+    nbgrader_tree = submitted.is_dir() and not submitted.is_symlink()
+    if nbgrader_tree:
+        root = submitted
+    entries = _entries(root)
     while len(entries) == 1 and entries[0].is_dir() and not _looks_like_student(entries[0],
                                                                                assignment):
         root = entries[0]  # a zip that wraps everything in one folder
-        entries = [p for p in sorted(root.iterdir()) if p.name not in SKIPPED_PARTS]
+        entries = _entries(root)
     warnings: list[str] = []
     notebooks = [p for p in entries if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in entries if p.is_dir()]
+    nbgrader_tree = nbgrader_tree or any(_assignment_folder(f, assignment) for f in folders)
     found = _flat(notebooks, assignment)
     for folder in folders:
-        nested = folder / assignment
-        found.append(from_student_folder(folder.name, nested if nested.is_dir() else folder,
-                                         assignment))
+        nested = _assignment_folder(folder, assignment)
+        if nested is None and nbgrader_tree:
+            continue  # this student handed in other assignments, not this one
+        found.append(from_student_folder(folder.name, nested or folder, assignment))
     kept = []
     for submission in found:
         if SAFE_ID.match(submission.student_id):
             kept.append(submission)
         else:
             warnings.append(f"skipped {submission.student_id!r}: not a usable student id")
-    if not kept:
+    if not kept and not nbgrader_tree:
         raise UsageError(f"no submissions found in {root}")
     ids = [s.student_id for s in kept]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -158,5 +172,13 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     return kept, warnings
 
 
+def _assignment_folder(folder: Path, assignment: str) -> Path | None:
+    """``folder/<assignment>`` if it is a real folder (not a link)."""
+    nested = folder / assignment
+    return nested if nested.is_dir() and not nested.is_symlink() else None
+
+
 def _looks_like_student(folder: Path, assignment: str) -> bool:
-    return (folder / f"{assignment}.ipynb").exists() or (folder / assignment).is_dir()
+    notebook = folder / f"{assignment}.ipynb"
+    return (notebook.is_file() and not notebook.is_symlink()) or \
+        _assignment_folder(folder, assignment) is not None

@@ -1,13 +1,17 @@
 """The wire format between the trusted grader and a sandboxed submission: plain data only.
 
-A message is a 4-byte big-endian length followed by a payload built by :func:`encode`. The
+A message is a frame: a 4-byte big-endian length, then a payload built by :func:`encode`. The
 payload can only describe plain data: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
 lists, tuples, dicts with ``str`` keys (an ``OrderedDict``, as ``state_dict()`` returns, arrives
-as a ``dict``), NumPy arrays of numbers and CPU torch tensors (as raw bytes + dtype + shape),
-plus two markers: :class:`Opaque` (a value of any other type, which fails
-every test) and :class:`Callable` (a function that stays in the sandbox). Nothing is ever
-unpickled, and :func:`decode` checks every tag, length and dtype, so whatever the student's code
-does to the sandbox's copy of this module, the grader only ever receives fresh plain values.
+as a ``dict``), NumPy arrays of numbers and CPU torch tensors (raw bytes + dtype + shape), plus
+two markers: :class:`Opaque` (a value of any other type, which fails every test) and
+:class:`Callable` (a function that stays in the sandbox). Nothing is ever unpickled.
+
+The trusted side treats every reply as hostile: :class:`FrameReader` (the one frame reader of
+both sides) refuses a frame longer than its limit before reading it, and :func:`decode` checks
+every tag, length and dtype, counts the values it builds against a budget, stops at the
+deadline, and turns strings that are not valid UTF-8 (lone surrogates included) into text with
+replacement characters, so that no later step (JSON, SQLite, HTML, charts) can choke on them.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_INT_DIGITS = 4300
+CHECK_EVERY = 4096  # values decoded between two looks at the clock
 # dtypes that round-trip through raw bytes (no object, no structured, no datetime)
 ALLOWED_DTYPES = frozenset(
     "bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 "
@@ -33,6 +37,7 @@ _TORCH_DTYPES = {
     "bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64",
     "complex64", "complex128", "bfloat16",
 }
+_HEADER = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
@@ -95,6 +100,11 @@ def encode(value: Any, *, strict: bool = True) -> bytes:
     return b"".join(parts)
 
 
+def frame(payload: bytes) -> bytes:
+    """The payload with its length header."""
+    return _HEADER.pack(len(payload)) + payload
+
+
 def _blob(data: bytes) -> bytes:
     return struct.pack(">Q", len(data)) + data
 
@@ -127,9 +137,9 @@ def _encode(value: Any, out: list[bytes], strict: bool, depth: int) -> None:
             _encode(key, out, strict, depth + 1)
             _encode(item, out, strict, depth + 1)
     elif kind is Opaque:
-        out.append(b"O" + _blob(value.type_name.encode()))
+        out.append(b"O" + _blob(value.type_name.encode("utf-8", "replace")))
     elif kind is Callable:
-        out.append(b"C" + _blob(value.name.encode()))
+        out.append(b"C" + _blob(value.name.encode("utf-8", "replace")))
     elif kind is np.ndarray and value.dtype.name in ALLOWED_DTYPES:
         _encode_array(b"A", value.dtype.name, value.shape, np.ascontiguousarray(value), out)
     elif _is_plain_tensor(value):
@@ -147,7 +157,8 @@ def _not_plain(value: Any, out: list[bytes], strict: bool, what: str) -> None:
     if strict:
         raise TypeError(f"only plain data crosses the sandbox boundary, got {what}")
     kind = type(value)
-    out.append(b"O" + _blob(f"{kind.__module__}.{kind.__qualname__}"[:200].encode()))
+    name = f"{kind.__module__}.{kind.__qualname__}"[:200]
+    out.append(b"O" + _blob(name.encode("utf-8", "replace")))
 
 
 def _is_plain_tensor(value: Any) -> bool:
@@ -164,9 +175,13 @@ def _encode_array(tag: bytes, dtype: str, shape: tuple, array: np.ndarray,
     out.append(_blob(array.tobytes()))
 
 
-def decode(payload: bytes) -> Any:
-    """Rebuild the plain data of :func:`encode` from bytes, refusing anything malformed."""
-    reader = _Reader(payload)
+def decode(payload: bytes, *, max_items: int = 1 << 20, deadline: float | None = None) -> Any:
+    """Rebuild the plain data of :func:`encode` from bytes, refusing anything malformed.
+
+    At most ``max_items`` values are built (a reply of millions of tiny items costs memory
+    far beyond its size in bytes), and decoding stops with ``TimeoutError`` past ``deadline``.
+    """
+    reader = _Reader(payload, max_items, deadline)
     value = reader.value(0)
     if reader.pos != len(payload):
         raise ProtocolError("trailing bytes after the message")
@@ -174,9 +189,11 @@ def decode(payload: bytes) -> Any:
 
 
 class _Reader:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_items: int, deadline: float | None) -> None:
         self.data = memoryview(data)
         self.pos = 0
+        self.items_left = max_items
+        self.deadline = deadline
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -192,14 +209,20 @@ class _Reader:
         return self.take(self.count())
 
     def text(self) -> str:
-        try:
-            return self.blob().decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("invalid UTF-8 in a string") from exc
+        return self.blob().decode("utf-8", "replace")
+
+    def _tick(self) -> None:
+        self.items_left -= 1
+        if self.items_left < 0:
+            raise ProtocolError("the message holds more values than the limit")
+        if (self.deadline is not None and self.items_left % CHECK_EVERY == 0
+                and time.monotonic() > self.deadline):
+            raise TimeoutError("decoding the reply ran past the deadline")
 
     def value(self, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise ProtocolError(f"data nested deeper than {MAX_DEPTH} levels")
+        self._tick()
         tag = self.take(1)
         if tag == b"N":
             return None
@@ -234,9 +257,9 @@ class _Reader:
                 result[key] = self.value(depth + 1)
             return result
         if tag == b"O":
-            return Opaque(self.text())
+            return Opaque(self.text()[:200])
         if tag == b"C":
-            return Callable(self.text())
+            return Callable(self.text()[:200])
         if tag in (b"A", b"P"):
             return self.array(tag == b"P")
         raise ProtocolError(f"unknown tag {tag!r}")
@@ -262,34 +285,64 @@ class _Reader:
         return tensor.view(torch.bfloat16) if dtype == "bfloat16" else tensor
 
 
-def send(fd: int, value: Any, *, strict: bool = True) -> None:
-    """Write one length-prefixed message to a file descriptor."""
+class FrameReader:
+    """Cuts a byte stream into frames; refuses a frame longer than ``max_bytes`` as soon as its
+    header arrives (before its bytes are read)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.buffer = bytearray()
+
+    def needed(self) -> int:
+        """How many more bytes the frame under way needs (at least 1)."""
+        if len(self.buffer) < _HEADER.size:
+            return _HEADER.size - len(self.buffer)
+        return max(1, _HEADER.size + self._length() - len(self.buffer))
+
+    def _length(self) -> int:
+        (length,) = _HEADER.unpack_from(self.buffer)
+        if length > self.max_bytes:
+            raise ProtocolError(f"a message of {length} bytes is larger than the limit "
+                                f"of {self.max_bytes} bytes")
+        return length
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        """Add bytes; return the next complete frame's payload, if there is one."""
+        self.buffer += chunk
+        if len(self.buffer) < _HEADER.size:
+            return None
+        length = self._length()
+        end = _HEADER.size + length
+        if len(self.buffer) < end:
+            return None
+        payload = bytes(self.buffer[_HEADER.size:end])
+        del self.buffer[:end]
+        return payload
+
+
+def send(fd: int, value: Any, *, strict: bool = True, max_bytes: int | None = None) -> None:
+    """Write one framed message to a blocking file descriptor (a value whose encoding is larger
+    than ``max_bytes`` is sent as an :class:`Opaque` marker instead)."""
     payload = encode(value, strict=strict)
-    if len(payload) > MAX_MESSAGE_BYTES:
-        payload = encode(Opaque("message too large"))
-    view = memoryview(struct.pack(">I", len(payload)) + payload)
+    if max_bytes is not None and len(payload) > max_bytes:
+        payload = encode(Opaque("value larger than the message limit"))
+    view = memoryview(frame(payload))
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[os.write(fd, view):]
 
 
-def recv(fd: int, deadline: float | None = None) -> Any:
-    """Read one message (``EOFError`` if the peer is gone, ``TimeoutError`` past ``deadline``)."""
-    (length,) = struct.unpack(">I", _read_exactly(fd, 4, deadline))
-    if length > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {length} bytes exceeds the limit")
-    return decode(_read_exactly(fd, length, deadline))
-
-
-def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks: list[bytes] = []
-    while n:
+def recv(fd: int, max_bytes: int, deadline: float | None = None) -> Any:
+    """Read one message from a blocking file descriptor (``EOFError`` if the peer is gone,
+    ``TimeoutError`` past ``deadline``)."""
+    reader = FrameReader(max_bytes)
+    while True:
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(n, 1 << 20))
+        chunk = os.read(fd, min(reader.needed(), 1 << 20))
         if not chunk:
             raise EOFError
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        payload = reader.feed(chunk)
+        if payload is not None:
+            return decode(payload, deadline=deadline)
