@@ -209,7 +209,9 @@ def read_submission(raw: bytes) -> dict:
         raise SubmissionProblem(f"the notebook is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
     try:
         nb = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise SubmissionProblem(f"the notebook is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
         raise SubmissionProblem(f"the notebook is not valid JSON ({str(exc)[:200]})") from None
     return _clean(nb)
 
