@@ -1,197 +1,236 @@
-"""The sandbox engine: what a forked child can see, write, reach and use."""
+"""The sandbox (``mlmcourse.grading.sandbox``): what a forked sandbox can see, write, reach and
+use, and that it refuses to run when its policy cannot be enforced."""
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mlmcourse.grading.isolation import SAFE_ENV, Limits, Policy, reserve_uid_block
 
-from mlmcourse.grading.cli.grade import hidden_paths
-from mlmcourse.grading.sandbox import Sandbox, SandboxGone, Zygote, describe_exit
+from mlmcourse.grading.sandbox import cgroups, uids
+from mlmcourse.grading.sandbox.policy import (
+    WORKDIR,
+    Limits,
+    Policy,
+    build_policy,
+    environment,
+    sandbox_path_env,
+)
+from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="uid switch and namespaces need root")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
 
 
 @pytest.fixture(scope="module")
-def uid_base() -> Iterator[int]:
-    base, lock = reserve_uid_block()
-    yield base
+def policy() -> Iterator[Policy]:
+    base, lock = uids.reserve_block()
+    folders = cgroups.create_run_folders(f"mlmcourse-test-{os.getpid()}")
+    yield build_policy(base + 3, folders, Limits())
+    cgroups.remove(folders)
     os.close(lock)
 
 
 @pytest.fixture(scope="module")
 def zygote() -> Iterator[Zygote]:
-    os.environ["MLMCOURSE_TEST_SECRET"] = "do-not-leak"
     zygote = Zygote()
     yield zygote
     zygote.close()
 
 
-@pytest.fixture()
-def course(tmp_path: Path) -> Path:
-    course = tmp_path / "course"
-    (course / "source").mkdir(parents=True)
-    (course / "gradebook.db").write_text("SECRET-GRADES")
-    (course / "source" / "hidden.txt").write_text("SECRET-TESTS")
-    return course
-
-
-UID_BASE: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def _reserved(uid_base: int) -> None:
-    UID_BASE[:] = [uid_base]
-
-
-def _policy(course: Path, **limits: int) -> Policy:
-    keep = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix}] + [ROOT / "mlmcourse"]
-    hidden, revealed = hidden_paths([course, Path("/root"), Path("/home")], keep)
-    return Policy(slot=3, uid_base=UID_BASE[0], hidden_paths=tuple(hidden),
-                  revealed_paths=tuple(revealed),
-                  limits=Limits(**limits))
-
-
-def _spawn(zygote: Zygote, course: Path, tmp_path: Path, **limits: int) -> Sandbox:
-    workdir = tmp_path / "work"
+def _spawn(zygote: Zygote, policy: Policy, tmp_path: Path, **limits: object) -> Sandbox:
+    workdir = tmp_path / f"work{len(list(tmp_path.iterdir()))}"
     workdir.mkdir(mode=0o700)
     (workdir / "mine.txt").write_text("student file")
-    return zygote.spawn(_policy(course, **limits), str(workdir), time.monotonic() + 30)
+    policy = replace(policy, limits=replace(policy.limits, **limits))
+    return zygote.spawn(policy, str(workdir), sandbox_path_env(), policy.limits,
+                        time.monotonic() + 30)
 
 
 def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = 30) -> object:
     reply = sandbox.exchange(["run", code], time.monotonic() + seconds)
-    assert reply == ["ok"], reply
+    assert reply == ["ok"], (reply, sandbox.take_output())
     return sandbox.exchange(["get", name], time.monotonic() + seconds)[1]
 
 
-READ = '''def attempt(path):
+READ = '''import os
+def attempt(path):
     try:
-        return open(path).read()
+        return open(path).read(200)
     except OSError as exc:
         return type(exc).__name__
-result = [attempt(p) for p in {paths!r}]'''
+result = [sorted(os.listdir("/")), [attempt(p) for p in {paths!r}]]'''
 
 
-@needs_root
-def test_course_files_are_hidden_but_the_package_and_own_files_are_readable(
-        zygote: Zygote, course: Path, tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, course, tmp_path)
+def test_the_root_holds_only_the_allowlist(zygote: Zygote, policy: Policy,
+                                           tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("SECRET")
+    paths = [str(ROOT / ".git" / "HEAD"), str(ROOT / "autograder" / "nbgrader_config.py"),
+             str(tmp_path / "secret.txt"), "/etc/shadow", "/etc/hostname", "mine.txt",
+             str(ROOT / "mlmcourse" / "grading" / "misconceptions.py")]
+    sandbox = _spawn(zygote, policy, tmp_path)
     try:
-        paths = [str(course / "gradebook.db"), str(course / "source" / "hidden.txt"), "mine.txt",
-                 str(ROOT / "mlmcourse" / "grading" / "misconceptions.py")]
-        got = _eval(sandbox, READ.format(paths=paths))
-        assert "SECRET" not in got[0] and got[1] == "FileNotFoundError"
-        assert got[2] == "student file"
-        assert "class Misconception" in got[3]
-        assert _eval(sandbox, "import bdb, mlmcourse.grading.misconceptions\nresult = 1") == 1
+        top, got = _eval(sandbox, READ.format(paths=paths))
     finally:
         sandbox.close()
+    allowed = {p.strip("/").split("/")[0] for p in policy.readonly_paths}
+    assert set(top) <= allowed | {"dev", "etc", "proc", "tmp"}
+    assert got[:4] == ["FileNotFoundError"] * 4
+    assert got[4] == "sandbox\n" and got[5] == "student file"
+    assert "misconception" in got[6]
 
 
-@needs_root
-def test_writes_outside_the_workdir_do_not_reach_the_host(
-        zygote: Zygote, course: Path, tmp_path: Path) -> None:
-    targets = [str(tmp_path / "outside.txt"), str(course / "gradebook.db"),
-               str(ROOT / "sandbox-was-here.txt"), "/tmp/mlmcourse-sandbox-was-here"]
-    code = ("import os\nresult = []\nfor t in " + repr(targets) + ":\n    try:\n"
-            "        open(t, 'w').write('x'); result.append('wrote')\n"
-            "    except OSError as exc:\n        result.append(type(exc).__name__)\n"
-            "open('own.txt', 'w').write('ok')\nresult.append(open('own.txt').read())")
-    sandbox = _spawn(zygote, course, tmp_path)
+def test_everything_is_read_only_but_the_private_tmp(zygote: Zygote, policy: Policy,
+                                                     tmp_path: Path) -> None:
+    code = '''import os
+result = {}
+for target in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/tmp/x", "/tmp/work/x",
+               "/dev/shm/x"]:
+    try:
+        open(target, "w").write("x")
+        result[target] = "wrote"
+    except OSError as exc:
+        result[target] = type(exc).__name__'''
+    sandbox = _spawn(zygote, policy, tmp_path)
     try:
         got = _eval(sandbox, code)
     finally:
         sandbox.close()
-    assert got[-1] == "ok"
-    assert got[1] != "wrote" and got[2] != "wrote"
-    assert not (tmp_path / "outside.txt").exists()
-    assert (course / "gradebook.db").read_text() == "SECRET-GRADES"
-    assert not (ROOT / "sandbox-was-here.txt").exists()
-    assert not Path("/tmp/mlmcourse-sandbox-was-here").exists()
+    assert {k for k, v in got.items() if v == "wrote"} == {"/tmp/x", "/tmp/work/x", "/dev/shm/x"}
 
 
-@needs_root
-def test_environment_is_scrubbed_uid_dropped_and_network_gone(
-        zygote: Zygote, course: Path, tmp_path: Path) -> None:
+def test_environment_uid_processes_and_network(zygote: Zygote, policy: Policy,
+                                               tmp_path: Path) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
-    port = server.getsockname()[1]
     code = f'''import os, socket
 def connect():
     try:
-        socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+        socket.create_connection(("127.0.0.1", {server.getsockname()[1]}), timeout=2).close()
         return "connected"
     except OSError as exc:
         return type(exc).__name__
-result = [sorted(os.environ), os.environ["HOME"], os.getcwd(), os.getuid(), os.getgroups(),
-          connect()]'''
-    sandbox = _spawn(zygote, course, tmp_path)
+result = [dict(os.environ), os.getcwd(), os.getuid(), os.getgid(), os.getgroups(), os.getpid(),
+          sorted(p for p in os.listdir("/proc") if p.isdigit()), connect()]'''
+    sandbox = _spawn(zygote, policy, tmp_path)
     try:
-        env, home, cwd, uid, groups, connected = _eval(sandbox, code)
+        env, cwd, uid, gid, groups, pid, pids, connected = _eval(sandbox, code)
     finally:
         sandbox.close()
         server.close()
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "MPLCONFIGDIR", "IPYTHONDIR", *SAFE_ENV}
-    assert home == cwd
-    assert uid == UID_BASE[0] + 3 and groups == []
+    assert env == environment(sandbox_path_env())
+    assert cwd == WORKDIR and uid == gid == policy.uid and groups == []
+    assert pid == 1 and pids == ["1"]  # its own PID namespace: no other process is visible
     assert connected != "connected"
 
 
-def test_memory_limit_raises_memory_error(zygote: Zygote, course: Path, tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, course, tmp_path, memory_bytes=256 * 1024**2)
+def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy: Policy,
+                                                         tmp_path: Path) -> None:
+    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
     try:
         reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + 30)
     finally:
         sandbox.close()
-    assert reply[:2] == ["error", "MemoryError"], (reply, sandbox.take_output())
+    assert reply[:2] == ["error", "MemoryError"], reply
+    # several processes, each under the per-process limit, together over the cgroup's
+    code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
+            "        block = b'x' * (200 * 1024**2)\n        time.sleep(30)\n"
+            "time.sleep(30)")
+    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
+    with pytest.raises(SandboxGone):
+        sandbox.exchange(["run", code], time.monotonic() + 10)
+    exit = sandbox.close()
+    assert exit.oom_kills > 0 and "memory limit" in describe_exit(exit, sandbox.limits), exit
 
 
-def test_output_limit_and_wall_clock_timeout_end_the_child(
-        zygote: Zygote, course: Path, tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, course, tmp_path, output_bytes=100_000)
+def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Policy,
+                                                    tmp_path: Path) -> None:
+    sandbox = _spawn(zygote, policy, tmp_path, output_bytes=100_000)
     with pytest.raises(SandboxGone, match="output limit"):
         sandbox.exchange(["run", "while True: print('x' * 1000)"], time.monotonic() + 30)
     sandbox.close()
-    other = tmp_path / "again"
-    other.mkdir()
-    sandbox = _spawn(zygote, course, other)
+    code = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
+            "        while True: pass\nwhile True: pass")
+    sandbox = _spawn(zygote, policy, tmp_path)
     started = time.monotonic()
     with pytest.raises(SandboxGone, match="timeout"):
-        sandbox.exchange(["run", "while True: pass"], time.monotonic() + 1)
-    assert time.monotonic() - started < 5
+        sandbox.exchange(["run", code], time.monotonic() + 1)
     sandbox.close()
+    assert time.monotonic() - started < 5
+    assert not os.path.exists(os.path.join(policy.cgroups[0], f"{policy.uid}-{sandbox.pid}"))
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == policy.uid]
 
 
-def test_cpu_limit_kills_with_sigxcpu(zygote: Zygote, course: Path, tmp_path: Path) -> None:
-    limits = Limits(cpu_seconds=1)
-    sandbox = _spawn(zygote, course, tmp_path, cpu_seconds=1)
+def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Policy,
+                                                      tmp_path: Path) -> None:
+    sandbox = _spawn(zygote, policy, tmp_path)
+    folder = os.path.join(policy.cgroups[0], f"{policy.uid}-{sandbox.pid}")
+    seen: dict[str, object] = {}
+
+    def read_later() -> None:
+        time.sleep(1.5)
+        with open(os.path.join(folder, "cpu.stat")) as handle:
+            seen.update((k, int(v)) for k, v in (line.split() for line in handle))
+        seen["quota"] = int(open(os.path.join(folder, "cpu.cfs_quota_us")).read())
+        seen["period"] = int(open(os.path.join(folder, "cpu.cfs_period_us")).read())
+        seen["procs"] = len(open(os.path.join(folder, "cgroup.procs")).read().split())
+
+    reader = threading.Thread(target=read_later)
+    reader.start()
+    code = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n"
+            "        while True: pass\ntime.sleep(2.5)\nresult = 1")
+    try:
+        assert _eval(sandbox, code) == 1
+    finally:
+        reader.join()
+        sandbox.close()
+    # every process of the sandbox is in its cgroup, whose quota is one CPU per period
+    assert seen["quota"] == seen["period"] * policy.limits.cpus and seen["procs"] >= 4
+    assert seen["nr_periods"] > 0, seen
+    sandbox = _spawn(zygote, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
         sandbox.exchange(["run", "while True: pass"], time.monotonic() + 30)
-    assert "CPU time limit 1 s" in describe_exit(sandbox.ended(), limits)
-    sandbox.close()
+    assert "CPU time limit 1 s" in describe_exit(sandbox.close(2.0), sandbox.limits)
 
 
-@needs_root
-def test_fork_bomb_is_bounded_and_reaped(zygote: Zygote, course: Path, tmp_path: Path) -> None:
+def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Policy,
+                                                   tmp_path: Path) -> None:
     code = ('import os, time\nresult = 0\nfor _ in range(500):\n    try:\n'
             '        if os.fork() == 0:\n            time.sleep(600)\n            os._exit(0)\n'
             '        result += 1\n    except OSError:\n        break')
-    sandbox = _spawn(zygote, course, tmp_path, processes=20)
+    sandbox = _spawn(zygote, policy, tmp_path, processes=20)
     try:
         assert _eval(sandbox, code) < 20
     finally:
         sandbox.close()
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UID_BASE[0] + 3]
-    assert left == []
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == policy.uid]
+
+
+def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: Policy,
+                                                       tmp_path: Path) -> None:
+    broken = replace(policy, cgroups=("/nonexistent/cpu", "/nonexistent/memory",
+                                      "/nonexistent/pids"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
+        zygote.spawn(broken, str(workdir), sandbox_path_env(), broken.limits,
+                     time.monotonic() + 30)
+
+
+def test_sandbox_uids_are_checked_against_the_host() -> None:
+    first, lock = uids.reserve_block()
+    try:
+        assert uids._held_on_host(first, first + 64) == []
+        assert uids._held_on_host(0, 1)  # root holds uid 0
+    finally:
+        os.close(lock)
 
 
 def _uid_of(pid: str) -> int | None:

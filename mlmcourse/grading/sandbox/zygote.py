@@ -44,6 +44,7 @@ class Exit:
     maxrss_kb: int
     memory_peak: int = 0
     oom_kills: int = 0
+    cpu_seconds: float = 0.0
 
 
 def _policy_to_plain(policy: Policy | None) -> dict | None:
@@ -101,7 +102,8 @@ def _zygote_main(sock: socket.socket) -> None:
                 pass  # the holder never made its cgroups: it reported why
         _reap_orphans()
         sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
-                                   "memory_peak": peak, "oom_kills": kills}))
+                                   "memory_peak": peak, "oom_kills": kills,
+                                   "cpu_seconds": usage.ru_utime + usage.ru_stime}))
 
 
 def _reap_orphans() -> None:
@@ -302,6 +304,8 @@ def describe_exit(exit: Exit, limits: Limits) -> str:
     """A human reason for a sandbox's end (limits named)."""
     if exit.oom_kills:
         return f"memory limit {limits.memory_bytes / 1024**3:g} GB exceeded"
+    if exit.cpu_seconds >= limits.cpu_seconds:  # PID 1 ignores SIGXCPU: SIGKILL at the hard limit
+        return f"CPU time limit {limits.cpu_seconds} s exceeded"
     status = exit.status
     if os.WIFSIGNALED(status):
         return "the kernel was killed (SIGKILL)"
