@@ -142,3 +142,28 @@ def test_no_environment_variable_switches_isolation_off() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in grading.rglob("*.py")
                  if "os.environ.get(" in p.read_text() or "getenv(" in p.read_text()]
     assert offenders == ["mlmcourse/grading/gradebook.py"]  # PATH for nbgrader's alembic only
+
+
+@pytest.mark.slow
+def test_forbidden_shortcuts_raise_in_the_sandbox_and_name_the_question(tmp_path: Path) -> None:
+    course = trial.write_course(tmp_path / "course")
+    source = course / "source" / "softmax" / "softmax.ipynb"
+    nb = json.loads(source.read_text())
+    cell = next(c for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == "softmax_impl")
+    cell["metadata"]["mlmcourse"] = {"forbidden": ["mlmcourse.distribution.softmax"]}
+    source.write_text(json.dumps(nb))
+    subs = trial.write_submissions(tmp_path / "subs", ["honest_a"])
+    shortcut = json.loads((subs / "honest_a" / "softmax.ipynb").read_text())
+    for c in shortcut["cells"]:
+        if c["metadata"].get("nbgrader", {}).get("grade_id") == "softmax_impl":
+            c["source"] = ("import importlib, mlmcourse.distribution as D\n"
+                           "importlib.reload(D)\ndef softmax(logits):\n"
+                           "    return D.softmax(logits)")
+    (subs / "shortcut").mkdir()
+    (subs / "shortcut" / "softmax.ipynb").write_text(json.dumps(shortcut))
+    assert grade(course, subs, tmp_path / "out") == 0
+    rows = {r["student_id"]: r for r in csv.DictReader((tmp_path / "out" / "grades.csv").open())}
+    assert rows["honest_a"]["score"] == "4" and rows["shortcut"]["score"] == "1"
+    page = (tmp_path / "out" / "feedback" / "shortcut" / "softmax.html").read_text()
+    assert "mlmcourse.distribution.softmax may not be used here: question softmax_impl" in page

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Cell:
     locked: bool
     points: float
     cell_id: str | None = None
+    forbidden: tuple[str, ...] = ()
+    """Dotted names of functions the question asks students not to call (the source cell's
+    ``metadata.mlmcourse.forbidden``)."""
 
     @property
     def is_test(self) -> bool:
@@ -129,9 +132,17 @@ def parse_cells(nb: dict) -> list[Cell]:
                 locked=bool(meta.get("locked", False)),
                 points=points if meta.get("grade") else 0.0,
                 cell_id=str(cell["id"])[:64] if isinstance(cell.get("id"), str) else None,
+                forbidden=_forbidden_names(cell),
             )
         )
     return parsed
+
+
+def _forbidden_names(cell: dict) -> tuple[str, ...]:
+    meta = cell.get("metadata")
+    ours = meta.get("mlmcourse") if isinstance(meta, dict) else None
+    names = ours.get("forbidden") if isinstance(ours, dict) else None
+    return tuple(n for n in names if isinstance(n, str)) if isinstance(names, list) else ()
 
 
 _NEW_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp,
@@ -279,8 +290,8 @@ def plan_submission(source: SourceNotebook, nb: dict) -> list[Step]:
     steps: list[Step] = []
     for cell in submitted:
         if cell.grade_id is None:
-            if cell.cell_type == "code":
-                steps.append(Step("run", cell, cell.index, cell.source))
+            if cell.cell_type == "code":  # the student's own cell: it declares nothing
+                steps.append(Step("run", replace(cell, forbidden=()), cell.index, cell.source))
             continue
         original = expected[cell.grade_id]
         for key in ("cell_type", *_COMPARED_KEYS):

@@ -230,6 +230,8 @@ def _failure_message(exc: BaseException) -> tuple[str, str | None]:
 
 
 def _run_student_cell(run: GradingRun, step: Step) -> None:
+    if step.cell.forbidden:  # declared by the source cell, never by the submission
+        run.request(["forbid", list(step.cell.forbidden), step.cell.grade_id])
     reply = run.request(["run", step.submitted_source])
     out = run.outputs.setdefault(step.index, [])
     if run.sandbox is not None:

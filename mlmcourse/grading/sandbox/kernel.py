@@ -5,6 +5,10 @@ Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.prot
 - ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
 - ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
 - ``["call", name, args, kwargs]`` -> ``["value", plain data | Opaque]`` or ``["error", ...]``
+- ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
+  functions (a reference implementation the question asks students to write themselves)
+  raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
+  request, so re-importing the module in one cell does not undo them in the next.
 
 Everything here runs in the sandbox, so none of it is trusted: the grader only relies on the
 decoder of the replies.
@@ -19,6 +23,34 @@ from mlmcourse.grading.sandbox import protocol
 
 MAX_MESSAGE_CHARS = 2000
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
+
+
+class ForbiddenShortcut(Exception):
+    """The submission called a function its question asks the student to write themselves."""
+
+
+_forbidden: dict[str, str] = {}  # dotted name -> the question that forbids it
+
+
+def _stub(name: str, question: str) -> Any:
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise ForbiddenShortcut(f"{name} may not be used here: question {question} asks for "
+                                "your own code")
+
+    forbidden.__name__ = name.rsplit(".", 1)[-1]
+    return forbidden
+
+
+def _apply_forbidden() -> None:
+    import importlib
+
+    for name, question in _forbidden.items():
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            module = sys.modules.get(module_name) or importlib.import_module(module_name)
+            setattr(module, attribute, _stub(name, question))
+        except Exception:  # noqa: BLE001 - a name that does not exist cannot be called either
+            pass
 
 
 def make_shell() -> Any:
@@ -50,6 +82,11 @@ def _flush() -> None:
 
 def _handle(shell: Any, request: list[Any]) -> list[Any]:
     command = request[0]
+    if command == "forbid":
+        _forbidden.update(dict.fromkeys(request[1], request[2]))
+        _apply_forbidden()
+        return ["ok"]
+    _apply_forbidden()
     if command == "run":
         result = shell.run_cell(request[1], store_history=True)
         error = result.error_before_exec or result.error_in_exec
