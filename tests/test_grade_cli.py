@@ -63,6 +63,7 @@ def test_layouts_folder_nbgrader_tree_and_lms_zip(tmp_path: Path) -> None:
 
     tree = tmp_path / "course" / "submitted"
     _notebook(tree / "dee" / "softmax" / "softmax.ipynb")
+    _notebook(tree / "gus" / "other_assignment" / "other_assignment.ipynb")  # not this one
     found = discover(tmp_path / "course", "softmax", tmp_path / "s2")[0]
     assert [(s.student_id, s.problem) for s in found] == [("dee", None)]
 

@@ -269,21 +269,22 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 ) -> list[Result]:
     """Run every stage; returns the rows of ``grades.csv``. ``progress(done, total)`` is called
     as results arrive."""
-    from mlmcourse.grading import gradebook
-
     run = prepare(settings)
     try:
         submissions = collect(run)
         for warning in run.warnings:
             say(f"warning: {warning}")
         results, tasks = plan(run, submissions)
+        # the workers warm up (import torch, fork their zygotes) while nbgrader is imported
         pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.setup_modules,
                           run.workroot) if tasks else None
+        from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the workers
+
+        gradebook.backup(settings.course)
+        gb = gradebook.open_gradebook(settings.course)
         try:
             if pool is not None:
                 check_solution(run, pool)
-            gradebook.backup(settings.course)
-            gb = gradebook.open_gradebook(settings.course)
             released = release_path(settings.course, settings.assignment)
             gradebook.ensure_assignment(gb, settings.course, settings.assignment,
                                         released if released.exists() else run.source_path)
@@ -297,11 +298,13 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 done += 1
                 if progress:
                     progress(done, len(submissions))
+            if pool is not None:
+                pool.close()
+                pool = None
+            return publish(run, gb, results)
         finally:
             if pool is not None:
                 pool.close()
-        rows = publish(run, gb, results)
-        gb.close()
-        return rows
+            gb.close()
     finally:
         finish(run)

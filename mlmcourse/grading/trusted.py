@@ -142,6 +142,7 @@ class GradingRun:
     limits: Limits
     timeout: float
     dead_reason: str = ""
+    setup_failure: str = ""
     memory_hit: bool = False
     fetched: set[str] = field(default_factory=set)
     outputs: dict[int, list[dict]] = field(default_factory=dict)
@@ -239,8 +240,12 @@ def _run_student_cell(run: GradingRun, step: Step) -> None:
         if text:
             out.append(_stream(text))
     if isinstance(reply, list) and len(reply) == 3 and reply[0] == "error":
-        run.note_memory(str(reply[1]), str(reply[2]))
-        out.append(_error(str(reply[1]), str(reply[2])[:MAX_MESSAGE_CHARS]))
+        name, message = str(reply[1]), str(reply[2])[:MAX_MESSAGE_CHARS]
+        run.note_memory(name, message)
+        out.append(_error(name, message))
+        if step.cell.is_setup and not run.setup_failure:  # the instructor's code, broken here
+            run.setup_failure = (f"the setup cell {step.cell.grade_id} failed in this "
+                                 f"submission ({name}: {message[:200]})")
 
 
 def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[str]) -> CellResult:
@@ -383,6 +388,8 @@ def _conclude(run: GradingRun, result: Result) -> None:
     result.score = result.total()
     if run.dead_reason:
         result.status, result.reason = Status.FAILED, run.dead_reason
+    elif run.setup_failure:
+        result.status, result.reason = Status.FAILED, run.setup_failure
     elif run.memory_hit:
         result.status = Status.FAILED
         result.reason = f"memory limit {run.limits.memory_bytes / 1024**3:g} GB exceeded"

@@ -140,6 +140,8 @@ def attacks() -> dict[str, dict | bytes]:
         "write_host": corpus._insert(good, "answer_cell", WRITE_HOST),
         # 6. signals to processes of the host
         "kill_everything": corpus._insert(good, "answer_cell", KILL_EVERYTHING),
+        # an environment problem inside one submission: the instructor's setup cell breaks
+        "broken_setup": corpus._insert(good, "setup", 'import sys\nsys.modules["numpy"] = None'),
         # 10. other processes' command lines
         "other_processes": with_answer(OTHER_PROCESSES),
         # 8. active content for formgrader (checked in the autograded notebook)
@@ -165,6 +167,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "write_host": ("graded", 4.0),
     "kill_everything": ("graded", 4.0),
     "other_processes": ("graded", 4.0),
+    "broken_setup": ("failed", "the setup cell setup failed in this submission .ImportError"),
     "markdown_script": ("graded", 4.0),
 }
 
