@@ -95,8 +95,9 @@ def test_hostile_class_by_cause(tmp_path: Path) -> None:
                  "places": writable_places(tmp_path)}
         new = after.pop("places") - before.pop("places")
         assert after == before
-        # other programs may write to /tmp meanwhile: nothing of the sandboxes' may stay
-        assert not {n for n in new if "mlmhostile" in n or "mlmcourse-grade" in n}, new
+        # other programs (even other grading runs) may write there meanwhile: nothing that the
+        # sandboxes wrote may stay
+        assert not {n for n in new if "mlmhostile" in n}, new
         assert sleeper.poll() is None, "a sandbox killed a host process"
 
         # the report and every feedback page were written; student text stays inert

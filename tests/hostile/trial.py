@@ -167,7 +167,7 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "write_host": ("graded", 4.0),
     "kill_everything": ("graded", 4.0),
     "other_processes": ("graded", 4.0),
-    "broken_setup": ("failed", "the setup cell setup failed in this submission .ImportError"),
+    "broken_setup": ("failed", "the setup cell setup failed in this submission .ModuleNotFound"),
     "markdown_script": ("graded", 4.0),
 }
 
