@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlmcourse.grading import feedback, report
@@ -30,6 +30,7 @@ from mlmcourse.grading.sandbox.policy import (
     build_policy,
     sandbox_path_env,
 )
+from mlmcourse.grading.sandbox.zygote import policy_to_plain
 from mlmcourse.grading.store import ResultStore
 
 SOLUTION_ID = "source-solution"
@@ -148,11 +149,7 @@ def collect(run: Run) -> list[Submission]:
 
 def _task(run: Run, student_id: str, notebook: str | None, problem: str | None,
           files: list[tuple[str, str]], sha: str) -> Task:
-    policy = None
-    if run.policy is not None:
-        from dataclasses import asdict
-
-        policy = asdict(run.policy)
+    policy = policy_to_plain(run.policy)
     return Task(student_id, run.settings.assignment, str(run.source_path), notebook, problem,
                 run.extra_files + files, sha, run.stored_settings(), str(run.workroot), policy,
                 sandbox_path_env(), run.settings.timeout)
@@ -250,8 +247,6 @@ def with_manual_scores(result: Result, manual: dict[str, float]) -> Result:
     written answer has one (the stored result keeps only what the grader computed)."""
     if result.status != Status.NEEDS_MANUAL:
         return result
-    from dataclasses import replace
-
     cells = {gid: replace(cell) for gid, cell in result.cells.items()}
     for grade_id, cell in cells.items():
         if cell.kind == "written" and cell.points is None and grade_id in manual:

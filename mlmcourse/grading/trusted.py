@@ -36,7 +36,13 @@ from mlmcourse.grading.notebook import (
 from mlmcourse.grading.records import CellResult, Result, Status, Task
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.policy import Limits
-from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
+from mlmcourse.grading.sandbox.zygote import (
+    Sandbox,
+    SandboxGone,
+    Zygote,
+    describe_exit,
+    policy_from_plain,
+)
 
 MAX_CELL_OUTPUT_CHARS = 20_000
 MAX_MESSAGE_CHARS = 600
@@ -311,8 +317,6 @@ def _answer_value(value: Any) -> Any:
 
 def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
     """Grade one submission; never raises for problems of the submission itself."""
-    from mlmcourse.grading.sandbox.zygote import _policy_from_plain
-
     started = time.monotonic()
     source = trusted.source
     result = Result(task.student_id, task.assignment, source.max_score,
@@ -327,7 +331,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         result.reason = str(exc)
         result.seconds = time.monotonic() - started
         return result
-    policy = _policy_from_plain(task.policy)
+    policy = policy_from_plain(task.policy)
     limits = policy.limits if policy is not None else Limits()
     workdir = prepare_workdir(Path(task.workroot), task.files)
     deadline = time.monotonic() + task.timeout

@@ -47,11 +47,11 @@ class Exit:
     cpu_seconds: float = 0.0
 
 
-def _policy_to_plain(policy: Policy | None) -> dict | None:
+def policy_to_plain(policy: Policy | None) -> dict | None:
     return None if policy is None else dataclasses.asdict(policy)
 
 
-def _policy_from_plain(plain: dict | None) -> Policy | None:
+def policy_from_plain(plain: dict | None) -> Policy | None:
     if plain is None:
         return None
     return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
@@ -84,7 +84,7 @@ def _zygote_main(sock: socket.socket) -> None:
         if not message:
             return
         request = protocol.decode(message)
-        policy = _policy_from_plain(request["policy"])
+        policy = policy_from_plain(request["policy"])
         pid = os.fork()
         if pid == 0:
             _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno())
@@ -163,7 +163,7 @@ class Zygote:
         reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
         workdir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        message = protocol.encode({"policy": _policy_to_plain(policy), "path_env": path_env})
+        message = protocol.encode({"policy": policy_to_plain(policy), "path_env": path_env})
         child_fds = [request_r, reply_w, output_w, workdir_fd]
         socket.send_fds(self.sock, [message], child_fds)
         for fd in child_fds:
