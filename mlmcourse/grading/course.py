@@ -7,6 +7,8 @@ working directory that holds ``nbgrader_config.py``, else on ``./autograder``.
 
 from __future__ import annotations
 
+import os
+import sysconfig
 from pathlib import Path
 
 CONFIG_NAME = "nbgrader_config.py"
@@ -40,3 +42,11 @@ def assignments(course: Path) -> list[str]:
         return []
     return sorted(p.name for p in folder.iterdir()
                   if p.is_dir() and not p.is_symlink() and source_path(course, p.name).is_file())
+
+
+def put_scripts_on_path() -> None:
+    """Put this environment's scripts folder on ``PATH``: nbgrader runs its ``alembic`` script
+    when it opens a gradebook, even when Python was started by its full path."""
+    scripts = sysconfig.get_path("scripts")
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])

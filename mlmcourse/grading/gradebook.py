@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
-import sysconfig
 from pathlib import Path
 
 from nbgrader.api import (
@@ -25,6 +23,7 @@ from nbgrader.api import (
 )
 
 from mlmcourse.grading.atomic import write_atomic
+from mlmcourse.grading.course import put_scripts_on_path
 from mlmcourse.grading.records import Result, Status
 
 
@@ -57,9 +56,7 @@ def open_gradebook(course: Path) -> Gradebook:
     nbgrader runs the ``alembic`` script of its environment to check the schema, so that
     environment's scripts folder must be on ``PATH`` even when Python was started by full path.
     """
-    scripts = sysconfig.get_path("scripts")
-    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    put_scripts_on_path()
     return Gradebook(db_url(course), course_id=course_id(course))
 
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, release_path
+from mlmcourse.grading.course import (
+    CONFIG_NAME,
+    assignments,
+    find_course,
+    put_scripts_on_path,
+    release_path,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +37,7 @@ def release(assignment: str, course: Path) -> dict:
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
-    # nbgrader runs the `alembic` script of its own environment when it creates the gradebook
-    scripts = str(Path(sys.executable).parent)
-    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    put_scripts_on_path()
     config = PyFileConfigLoader(CONFIG_NAME, path=str(course)).load_config()
     config.CourseDirectory.root = str(course)
     # nbgrader checks the exchange (used by JupyterHub fetch/submit) exists when it starts
