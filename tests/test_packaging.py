@@ -70,3 +70,12 @@ def test_every_dependency_is_pinned_in_the_lock_and_satisfies_its_range() -> Non
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"lock pins {name}=={pins[name]}, outside pyproject's range {req.specifier}"
         )
+
+
+def test_grader_test_data_stays_out_of_the_package() -> None:
+    """The misconception variants list every wrong option (answers by elimination): they live
+    in tests/, never in what a wheel or a sandbox carries."""
+    package = ROOT / "mlmcourse"
+    shipped = [p for p in package.rglob("*.py") if "Variant(" in p.read_text()]
+    assert shipped == []
+    assert (ROOT / "tests" / "cases" / "variant_cases.py").exists()
