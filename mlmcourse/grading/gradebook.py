@@ -25,6 +25,8 @@ from nbgrader.api import (
     SubmittedNotebook,
 )
 
+from mlmcourse.grading.sanitise import neutralise_notebook
+
 
 def db_path(course: Path) -> Path:
     """Where the course's gradebook lives."""
@@ -151,14 +153,16 @@ def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
 
 
 def write_autograded(course: Path, assignment: str, notebook: str, result: dict) -> None:
-    """Save the autograded notebook where formgrader looks for it (atomically)."""
+    """Save the autograded notebook where formgrader looks for it (atomically), with every
+    student-controlled renderable part neutralised (formgrader renders it as the instructor)."""
     if result.get("autograded") is None:
         return
     folder = course / "autograded" / result["student_id"] / assignment
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{notebook}.ipynb"
     tmp = target.with_suffix(".ipynb.tmp")
-    tmp.write_text(json.dumps(result["autograded"], indent=1, ensure_ascii=False))
+    tmp.write_text(json.dumps(neutralise_notebook(result["autograded"]), indent=1,
+                              ensure_ascii=False))
     os.replace(tmp, target)
     (folder / "timestamp.txt").write_text(dt.datetime.now(dt.UTC).isoformat())
 
