@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from mlmcourse.grading.sanitise import (
@@ -220,6 +222,32 @@ def test_honest_markdown_survives() -> None:
     assert "3 > 2 & 1 < 2" in text
     assert "shifted = logits - logits.max(dim=-1, keepdim=True).values" in text
     assert "x \\lt y" in text  # maths keeps its meaning for MathJax
+
+
+FRAGMENTS = ["<", ">", "</", "/>", "script", "img", "svg", "a", "b", "iframe", "style", " src=x",
+             " onerror=alert(1)", " onload=", " href=", "javascript:", "java", "script:",
+             "data:text/html,", "vbscript:", "&#x73;", "&#58;", "&amp;", "&colon;", "&#x09;",
+             "&lt;", "[x](", "](", ")", "![", "[r]", "]:", "<", "\"", "'", "$", "`", "```", "\n",
+             " ", "\t", "\\", "<!--", "-->", "=", "(", "alert(1)", "~~~", "|", "#", "*", "mermaid",
+             "<details open ontoggle=", "<math>", "<![CDATA[", "\ud800", "\x00"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join))
+def test_any_mix_of_hostile_fragments_renders_inert(text: str) -> None:
+    out = sanitise_markdown(text)
+    assert active(rendered(out)) == [], (text, out)
+    assert active(sanitise_html(text)) == [], text
+
+
+def test_prose_with_angle_brackets_stays_readable() -> None:
+    page = rendered(sanitise_markdown("if a<b and q>r, then p<q; I typed <script>x</script>."))
+    assert active(page) == []
+    assert html.unescape(re.sub(r"<[^>]*>", "", page)).strip() == (
+        "if a<b and q>r, then p<q; I typed .")
+    page = rendered(sanitise_markdown("<b onclick=alert(1)>bold?</b> <i>yes</i>"))
+    assert active(page) == [] and "<i>yes</i>" in page
+    assert "&lt;b onclick=alert(1)&gt;bold?" in page  # shown as the text it was
 
 
 def test_plain_text_answer_is_unchanged() -> None:

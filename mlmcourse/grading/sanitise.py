@@ -86,6 +86,44 @@ _REF_DEST = re.compile(r"(^[ \t]{0,3}\[[^\]\n]*\]:[ \t]*\n?[ \t]*<?)(\S*)", re.M
 _IMAGE = re.compile(r"!(?=\s*\[)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>]*)>", re.I)
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
+# Which ``<`` opens a tag for nh3 (everything else becomes ``&lt;`` before nh3 sees it, so that
+# ``a<b and q>r``, ``List<int>`` or a typed ``<b onclick=...>`` stay visible as text instead of
+# being parsed as tags and removed with the text around them): a comment, a complete tag of an
+# HTML element that is not allowlisted (nh3 removes it, and the content of scripts, styles,
+# frames...), or a complete allowlisted tag whose attributes are all allowlisted. This is for
+# readability only: nh3 parses and cleans the whole text either way.
+HTML_ELEMENTS = TAGS | CLEAN_CONTENT | frozenset({
+    "address", "applet", "area", "article", "aside", "audio", "base", "basefont", "bdi", "bdo",
+    "big", "blink", "body", "button", "canvas", "caption", "center", "cite", "col", "colgroup",
+    "data", "datalist", "dfn", "dialog", "dir", "div", "fieldset", "figcaption", "figure",
+    "font", "footer", "form", "frame", "frameset", "head", "header", "hgroup", "html", "image",
+    "img", "input", "keygen", "label", "legend", "link", "listing", "main", "map", "marquee",
+    "menu", "meta", "meter", "nav", "nobr", "optgroup", "option", "output", "param", "picture",
+    "portal", "progress", "rb", "rp", "rt", "rtc", "ruby", "search", "section", "slot", "source",
+    "span", "time", "track", "tt", "video", "wbr"})
+_ATTRIBUTE = r"""([A-Za-z_:][-A-Za-z0-9_:.]*)(?:\s*=\s*(?:"[^"<]*"|'[^'<]*'|[^\s"'=<>`]+))?"""
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)((?:\s+" + _ATTRIBUTE + r")*)\s*/?>")
+_LT = re.compile(r"<")
+
+
+def _escape_non_tags(text: str) -> str:
+    def keep(m: re.Match[str]) -> str:
+        if text.startswith("<!--", m.start()):
+            return "<"
+        tag = _TAG.match(text, m.start())
+        if tag is None:
+            return "&lt;"
+        name = tag.group(2).lower()
+        if name not in HTML_ELEMENTS:
+            return "&lt;"
+        if name in TAGS:
+            names = {a.lower() for a in re.findall(r"\s+" + _ATTRIBUTE, tag.group(3))}
+            if tag.group(1) and names or not names <= ATTRIBUTES.get(name, set()):
+                return "&lt;"
+        return "<"
+
+    return _LT.sub(keep, text)
+
 
 
 # --- strings -----------------------------------------------------------------------------------
@@ -217,14 +255,15 @@ def _literal_block(text: str) -> str:
 def sanitise_markdown(text: str) -> str:
     """Markdown whose rendering by formgrader runs nothing and fetches nothing.
 
-    Raw HTML in it is cleaned by :func:`sanitise_html` (``<`` that is not an allowlisted tag
-    ends up as ``&lt;``, which the renderer shows as ``<``, but literally as ``&lt;`` inside a
-    code span); link destinations of markdown syntax outside ``http``, ``https``, ``mailto`` or
+    Raw HTML in it is cleaned by :func:`sanitise_html`; ``<`` that does not open an
+    allowlisted tag becomes ``&lt;`` first, which the renderer shows as ``<`` (but literally
+    as ``&lt;`` inside a code span), so a ``<script>`` a student typed stays visible as text;
+    link destinations of markdown syntax outside ``http``, ``https``, ``mailto`` or
     relative URLs become ``#``; images become links. If the result still renders to anything
     outside the allowlist, the original text is shown as a literal code block."""
     original = _text(text, MAX_SOURCE)
     cleaned = _AUTOLINK.sub(r"\1", _protect_math(original))
-    cleaned = sanitise_html(cleaned)
+    cleaned = sanitise_html(_escape_non_tags(cleaned))
     # the serialiser writes ``>`` in text as ``&gt;`` (never in attributes): ``>`` alone opens
     # no tag and keeps markdown's block quotes
     cleaned = cleaned.replace("&gt;", ">")
