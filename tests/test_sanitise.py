@@ -16,6 +16,7 @@ import html.parser
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from mlmcourse.grading.sanitise import (
+    MAX_MARKDOWN,
     MAX_SOURCE,
     MAX_TEXT,
     neutralise_notebook,
@@ -375,9 +377,33 @@ def test_strings_are_bounded_and_well_formed() -> None:
     json.dumps(out).encode("utf-8")  # no lone surrogate left
     json.dumps(out, ensure_ascii=False).encode("utf-8")
     assert "\ufffd" in out["cells"][0]["source"] and "\x00" not in out["cells"][0]["source"]
-    assert len(out["cells"][1]["source"]) < MAX_SOURCE + 100
+    assert len(out["cells"][1]["source"]) < MAX_MARKDOWN + 100
     assert len(out["cells"][2]["outputs"][0]["text"]) < MAX_TEXT + 100
     assert out["cells"][2]["outputs"][1]["data"]["text/plain"] == "\ufffd" * 3
+    code = _code([])
+    code["source"] = huge
+    assert len(neutralise_notebook(_nb([code]))["cells"][0]["source"]) < MAX_SOURCE + 100
+
+
+PATHOLOGICAL = {
+    "attributes": "<a" + " x" * 50000,
+    "many_tags": "<b>" * 33000,
+    "open_links": "[x](" * 25000,
+    "images": "![" * 50000,
+    "dollars": "$$a" * 33000,
+    "less_than": "<" * 100000,
+    "nested": "<details>" * 10000,
+    "quotes": '<a title="' * 10000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_huge_hostile_cells_are_neutralised_quickly(name: str) -> None:
+    """A student cannot make grading (or formgrader's page) slow with one huge cell."""
+    started = time.monotonic()
+    out = neutralise_notebook(_nb([_md(PATHOLOGICAL[name])]))
+    assert time.monotonic() - started < 10  # well under 1 s on an idle machine
+    assert active(rendered(out["cells"][0]["source"])) == []
 
 
 def test_input_is_not_modified_and_code_and_grading_metadata_survive() -> None:

@@ -36,7 +36,8 @@ import nh3
 
 __all__ = ["neutralise_notebook", "sanitise_markdown", "sanitise_html"]
 
-MAX_SOURCE = 100_000  # characters of one cell's source
+MAX_SOURCE = 100_000  # characters of one code cell's source
+MAX_MARKDOWN = 30_000  # characters of a markdown or raw cell (rendering markdown is superlinear)
 MAX_TEXT = 100_000  # characters of one output's text
 MAX_OUTPUTS = 100  # outputs kept per code cell
 MAX_IMAGE = 2_000_000  # base64 characters of one bitmap output
@@ -170,7 +171,7 @@ def sanitise_html(text: str) -> str:
     """HTML reduced to the allowlist by ``nh3``: no script, style, event handler, form, frame,
     object, image or SVG; links only to ``http``, ``https``, ``mailto`` or relative URLs."""
     return nh3.clean(
-        _text(text, MAX_SOURCE),
+        _text(text, MAX_MARKDOWN),
         tags=set(TAGS),
         clean_content_tags=set(CLEAN_CONTENT),
         attributes={k: set(v) for k, v in ATTRIBUTES.items()},
@@ -261,7 +262,7 @@ def sanitise_markdown(text: str) -> str:
     link destinations of markdown syntax outside ``http``, ``https``, ``mailto`` or
     relative URLs become ``#``; images become links. If the result still renders to anything
     outside the allowlist, the original text is shown as a literal code block."""
-    original = _text(text, MAX_SOURCE)
+    original = _text(text, MAX_MARKDOWN)
     cleaned = _AUTOLINK.sub(r"\1", _protect_math(original))
     cleaned = sanitise_html(_escape_non_tags(cleaned))
     # the serialiser writes ``>`` in text as ``&gt;`` (never in attributes): ``>`` alone opens
@@ -397,9 +398,9 @@ def _cell(cell: Any, index: int, seen_ids: set[str]) -> dict | None:
                               "metadata": _cell_metadata(cell.get("metadata"))}
     source = cell.get("source")
     if kind == "markdown":
-        result["source"] = sanitise_markdown(_text(source, MAX_SOURCE))
+        result["source"] = sanitise_markdown(_text(source, MAX_MARKDOWN))
     elif kind == "raw":
-        result["source"] = sanitise_html(_text(source, MAX_SOURCE))
+        result["source"] = sanitise_html(_text(source, MAX_MARKDOWN))
     else:
         # shown through pygments, which escapes it
         result["source"] = _text(source, MAX_SOURCE)
