@@ -86,9 +86,13 @@ EXTRA_RAW = f"<script>{ATTACK}</script><b>MALLORY-RAW</b>"
 
 def _hostile_submission() -> dict:
     nb = corpus.solved(corpus.source_notebook())
-    for cell in nb["cells"]:
+    for index, cell in enumerate(nb["cells"]):
         if cell["metadata"].get("nbgrader", {}).get("grade_id") == "why":
             cell["source"] = WRITTEN_ANSWER
+            why = index
+    # a heading whose anchor id is the written answer's score box, placed before it
+    nb["cells"].insert(why, {"cell_type": "markdown", "id": "mallory-clobber", "metadata": {},
+                             "source": "### why\n\nMALLORY-HEADING"})
     nb["cells"].append({"cell_type": "markdown", "id": "mallory-notes", "metadata": {},
                         "source": EXTRA_MARKDOWN})
     nb["cells"].append({"cell_type": "raw", "id": "mallory-raw", "metadata": {},
@@ -303,7 +307,8 @@ def test_formgrader_runs_no_student_script(course: Path, formgrader: Formgrader,
         text = page.page.inner_text("#notebook-container")
         assert "Subtracting the maximum keeps every exponent at most zero, so no overflow." in text
         assert "I typed <b>not bold</b> on purpose." in text
-        assert "see my notes" in text and "MALLORY-RAW" in text
+        assert "see my notes" in text and "MALLORY-RAW" in text and "MALLORY-HEADING" in text
+        assert page.page.locator("#why").evaluate("e => e.tagName") == "INPUT"
         assert "MALLORY-EXTRA-NOTE" in page.page.text_content("#notebook-container")
         assert page.page.locator("#notebook-container script").count() == 0
         assert page.page.locator("#notebook-container iframe, #notebook-container svg, "

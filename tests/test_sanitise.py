@@ -358,6 +358,23 @@ def test_unsafe_nbgrader_ids_and_cell_ids_do_not_reach_the_page() -> None:
     assert out["cells"][1]["metadata"] == {}
 
 
+def test_headings_cannot_take_the_id_of_a_score_box() -> None:
+    """formgrader's script finds a grade's boxes with ``$("#" + grade_id)``: a heading anchor
+    with that id placed earlier would capture them."""
+    why = _md("answer", "why-cell")
+    why["metadata"] = {"nbgrader": {"grade_id": "why", "grade": True, "solution": True,
+                                    "points": 1, "schema_version": 3}}
+    cells = [_md("# why\n\n## why-comment\n", "a"), _md("# why_extra_credit", "b"),
+             _md("# notebook-container", "c"), _md("# Why\n\nfine", "d"), why]
+    out = neutralise_notebook(_nb(cells))
+    ids = set()
+    for cell in out["cells"]:
+        ids |= set(re.findall(r'id="([^"]*)"', rendered(cell["source"])))
+    assert ids & {"why", "why-comment", "why_extra_credit", "notebook-container"} == set(), ids
+    assert "Why" in ids  # a heading that takes no one's id keeps its anchor
+    assert "# why" in out["cells"][0]["source"]  # shown as the text it was
+
+
 def test_raw_cells_and_unknown_cell_types_are_sanitised() -> None:
     raw = {"cell_type": "raw", "id": "r", "metadata": {"raw_mimetype": "text/html",
            "format": "text/html"}, "source": "<script>window.__pwned=1</script><b>ok</b>"}

@@ -13,7 +13,8 @@ student-controlled renderable part is inert:
   is not ``http``, ``https``, ``mailto`` or relative lose it, images become links (nothing is
   fetched when the page opens); when nbconvert is importable the cleaned markdown is rendered
   with formgrader's own renderer and checked once more, and a cell that still renders anything
-  outside the allowlist is shown as a literal code block instead;
+  outside the allowlist, or a heading whose anchor id is one formgrader's script looks up (a
+  grade's score box), is shown as a literal code block instead;
 * cell ``attachments`` are dropped;
 * outputs keep only ``text/plain`` (and PNG/JPEG bitmaps that are strictly valid base64), stream
   text and error tracebacks; other outputs are removed;
@@ -34,7 +35,7 @@ from typing import Any
 
 import nh3
 
-__all__ = ["neutralise_notebook", "sanitise_markdown", "sanitise_html"]
+__all__ = ["neutralise_notebook", "sanitise_markdown", "sanitise_html", "formgrader_ids"]
 
 MAX_SOURCE = 100_000  # characters of one code cell's source
 MAX_MARKDOWN = 30_000  # characters of a markdown or raw cell (rendering markdown is superlinear)
@@ -200,8 +201,9 @@ def _neutralise_links(text: str) -> str:
 class _RenderedCheck(html.parser.HTMLParser):
     """Collects what, in formgrader's rendering of a markdown cell, is outside the allowlist."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserved_ids: frozenset[str]) -> None:
         super().__init__(convert_charrefs=True)
+        self.reserved_ids = reserved_ids
         self.problems: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -218,6 +220,9 @@ class _RenderedCheck(html.parser.HTMLParser):
                 self.problems.append("<img src>")
             elif name == "class" and "mermaid" in (value or "").lower():
                 self.problems.append("mermaid diagram (rendered by a script)")
+            elif name == "id" and value in self.reserved_ids:
+                # a heading anchor that would take the place of formgrader's score box
+                self.problems.append(f"<{tag} id={value!r}>")
 
     handle_startendtag = handle_starttag
 
@@ -230,9 +235,10 @@ def _renderer() -> Any:
     return markdown2html_mistune
 
 
-def _renders_safely(markdown: str) -> bool:
+def _renders_safely(markdown: str, reserved_ids: frozenset[str] = frozenset()) -> bool:
     """Whether formgrader's markdown renderer (nbconvert's mistune) turns this into nothing but
-    allowlisted tags, attributes and URLs (``True`` when nbconvert is not importable)."""
+    allowlisted tags, attributes and URLs, and no element ``id`` among ``reserved_ids``
+    (``True`` when nbconvert is not importable)."""
     render = _renderer()
     if render is None:
         return True
@@ -240,7 +246,7 @@ def _renders_safely(markdown: str) -> bool:
         rendered = render(markdown)
     except Exception:
         return False
-    check = _RenderedCheck()
+    check = _RenderedCheck(reserved_ids)
     check.feed(rendered)
     check.close()
     return not check.problems
@@ -253,7 +259,22 @@ def _literal_block(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
-def sanitise_markdown(text: str) -> str:
+def formgrader_ids(nb: dict) -> frozenset[str]:
+    """The element ids formgrader's page uses (its layout and each grade's score, extra credit
+    and comment boxes, which its script finds by id): a heading of the student's with such an
+    id would capture a score box."""
+    ids = {"notebook", "notebook-container", "statusmessage"}
+    cells = nb.get("cells") if isinstance(nb.get("cells"), list) else []
+    for cell in cells:
+        meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+        nbgrader = meta.get("nbgrader") if isinstance(meta, dict) else None
+        grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+        if isinstance(grade_id, str):
+            ids |= {grade_id, f"{grade_id}-comment", f"{grade_id}_extra_credit"}
+    return frozenset(ids)
+
+
+def sanitise_markdown(text: str, reserved_ids: frozenset[str] = frozenset()) -> str:
     """Markdown whose rendering by formgrader runs nothing and fetches nothing.
 
     Raw HTML in it is cleaned by :func:`sanitise_html`; ``<`` that does not open an
@@ -261,7 +282,8 @@ def sanitise_markdown(text: str) -> str:
     as ``&lt;`` inside a code span), so a ``<script>`` a student typed stays visible as text;
     link destinations of markdown syntax outside ``http``, ``https``, ``mailto`` or
     relative URLs become ``#``; images become links. If the result still renders to anything
-    outside the allowlist, the original text is shown as a literal code block."""
+    outside the allowlist, or gives an element one of ``reserved_ids`` (see
+    :func:`formgrader_ids`), the original text is shown as a literal code block."""
     original = _text(text, MAX_MARKDOWN)
     cleaned = _AUTOLINK.sub(r"\1", _protect_math(original))
     cleaned = sanitise_html(_escape_non_tags(cleaned))
@@ -269,10 +291,10 @@ def sanitise_markdown(text: str) -> str:
     # no tag and keeps markdown's block quotes
     cleaned = cleaned.replace("&gt;", ">")
     cleaned = _neutralise_links(cleaned)
-    if _renders_safely(cleaned):
+    if _renders_safely(cleaned, reserved_ids):
         return cleaned
     literal = _literal_block(original)
-    if _renders_safely(literal):
+    if _renders_safely(literal, reserved_ids):
         return literal
     return "*(this answer could not be shown safely; open the submitted notebook as text)*"
 
@@ -382,7 +404,8 @@ def _cell_metadata(meta: Any) -> dict:
 # --- the notebook ------------------------------------------------------------------------------
 
 
-def _cell(cell: Any, index: int, seen_ids: set[str]) -> dict | None:
+def _cell(cell: Any, index: int, seen_ids: set[str], reserved_ids: frozenset[str]
+          ) -> dict | None:
     if not isinstance(cell, dict):
         return None
     kind = cell.get("cell_type")
@@ -398,7 +421,7 @@ def _cell(cell: Any, index: int, seen_ids: set[str]) -> dict | None:
                               "metadata": _cell_metadata(cell.get("metadata"))}
     source = cell.get("source")
     if kind == "markdown":
-        result["source"] = sanitise_markdown(_text(source, MAX_MARKDOWN))
+        result["source"] = sanitise_markdown(_text(source, MAX_MARKDOWN), reserved_ids)
     elif kind == "raw":
         result["source"] = sanitise_html(_text(source, MAX_MARKDOWN))
     else:
@@ -425,8 +448,9 @@ def neutralise_notebook(nb: dict) -> dict:
         raise TypeError(f"a notebook is a dict, not {type(nb).__name__}")
     seen_ids: set[str] = set()
     cells_in = nb.get("cells") if isinstance(nb.get("cells"), list) else []
-    cells = [c for c in (_cell(cell, i, seen_ids) for i, cell in enumerate(cells_in))
-             if c is not None]
+    reserved_ids = formgrader_ids(nb)
+    cells = [c for c in (_cell(cell, i, seen_ids, reserved_ids)
+                         for i, cell in enumerate(cells_in)) if c is not None]
     meta_in = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
     metadata: dict[str, Any] = {}
     kernelspec = _names(meta_in.get("kernelspec"), ("name", "display_name", "language"))
