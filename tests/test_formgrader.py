@@ -63,6 +63,7 @@ ATTACK = """(async () => {
                 body: JSON.stringify({manual_score: 99, extra_credit: 99})});
   }
   window.__pwned = 2;
+  window.__attack_done = true;
 })();"""
 ONERROR = "window.__pwned=1;fetch('/api/contents/source/softmax/softmax.ipynb')"
 WRITTEN_ANSWER = f"""Subtracting the maximum keeps every exponent at most zero, so no overflow.
@@ -345,7 +346,8 @@ def test_the_unsanitised_page_would_have_run_the_attack(course: Path, formgrader
     page = None
     try:
         page = GradingPage(browser, formgrader, _submission_id(course, HOSTILE))
-        page.page.wait_for_function("() => window.__pwned === 2", timeout=10_000)
+        page.page.wait_for_function("() => window.__attack_done === true", timeout=10_000)
+        assert page.pwned()[0] in (1, 2)
         assert [r for r in page.requests if "/api/contents/source" in r[1]]
         assert [r for r in page.requests if r[0] == "PUT" and "/formgrader/api/grade/" in r[1]]
         assert _manual_scores(course)[HOSTILE]["why"] == (99.0, 99.0)
