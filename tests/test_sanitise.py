@@ -487,3 +487,16 @@ def test_the_courses_own_markdown_is_unchanged() -> None:
             if cell["cell_type"] == "markdown":
                 text = "".join(cell["source"])
                 assert sanitise_markdown(text) == text, (path.name, cell.get("id"))
+
+
+def test_neutralising_twice_is_harmless() -> None:
+    """The engine may neutralise before the gradebook writer does: a second pass keeps honest
+    content as it was and hostile content inert."""
+    nb = _nb([_md(HONEST, "honest")] + [_md(text, f"h{i}") for i, text in
+                                        enumerate(HOSTILE.values())])
+    once = neutralise_notebook(nb)
+    twice = neutralise_notebook(once)
+    assert twice["cells"][0] == once["cells"][0]
+    assert twice["metadata"] == once["metadata"]
+    for cell in twice["cells"]:
+        assert active(rendered(cell["source"])) == [], cell["source"]
