@@ -25,6 +25,7 @@ from nbgrader.api import (
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.course import put_scripts_on_path
 from mlmcourse.grading.records import Result, Status
+from mlmcourse.grading.sanitise import neutralise_notebook
 
 
 def db_path(course: Path) -> Path:
@@ -150,10 +151,11 @@ def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
 
 
 def write_autograded(course: Path, assignment: str, notebook: str, result: Result) -> None:
-    """Save the autograded notebook where formgrader looks for it (atomically)."""
+    """Save the autograded notebook where formgrader looks for it (atomically), with every
+    student-controlled renderable part neutralised (formgrader renders it as the instructor)."""
     if result.autograded is None:
         return
     folder = course / "autograded" / result.student_id / assignment
     write_atomic(folder / f"{notebook}.ipynb",
-                 json.dumps(result.autograded, indent=1, ensure_ascii=False))
+                 json.dumps(neutralise_notebook(result.autograded), indent=1, ensure_ascii=False))
     write_atomic(folder / "timestamp.txt", dt.datetime.now(dt.UTC).isoformat())

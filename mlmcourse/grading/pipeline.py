@@ -197,11 +197,8 @@ def record(run: Run, gb: object, result: Result) -> Result:
     """Store one result, write it to the gradebook and the autograded folder; contained: a
     failure makes this student ``failed`` (written as such where possible), never the run's."""
     from mlmcourse.grading import gradebook
-    from mlmcourse.grading.sanitise import neutralise_notebook
 
     try:
-        if result.autograded is not None:
-            result.autograded = neutralise_notebook(result.autograded)
         if not result.grader_error:
             run.store.save(result)
         gradebook.record(gb, run.settings.assignment, run.notebook, result)
