@@ -96,7 +96,8 @@ def test_probe_trains_omega_only_and_fine_tuning_trains_both(model: TinyMLM) -> 
     theta_before = [p.clone() for p in probe.encoder.parameters()]
     omega_before = probe.classifier.weight.clone()
     losses = fit_classifier(probe, ids, mask, labels, train_encoder=False, steps=150, lr=3e-2)
-    assert all(torch.equal(a, b) for a, b in zip(theta_before, probe.encoder.parameters(), strict=True))
+    after = probe.encoder.parameters()
+    assert all(torch.equal(a, b) for a, b in zip(theta_before, after, strict=True))
     assert not torch.equal(omega_before, probe.classifier.weight)
     assert losses[-1] < losses[0]
     assert classifier_accuracy(probe, ids, mask, labels) == 1.0
