@@ -162,11 +162,18 @@ def fit_classifier(
     model.encoder.requires_grad_(train_encoder)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    frozen = None
+    if not train_encoder:  # θ does not change: compute the sentence vectors once
+        with torch.no_grad():
+            frozen = model.sentence_vectors(input_ids, attention_mask)
     losses = []
     try:
         for _ in range(steps):
             rows = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
-            logits = model(input_ids[rows], attention_mask[rows])
+            if frozen is None:
+                logits = model(input_ids[rows], attention_mask[rows])
+            else:
+                logits = model.classifier(frozen[rows])
             loss = F.cross_entropy(logits, labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
