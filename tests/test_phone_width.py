@@ -219,6 +219,10 @@ def test_tables_scroll_inside_their_wrapper(
     assert any(t["scrollable"] and "table" in t["boxClass"] for t in tables), (
         f"{name}: the exercise tables are not inside the theme's scrollable wrapper: {tables}"
     )
+    for t in tables:  # and they fit: no column is pushed off-screen
+        assert t["boxScroll"] <= t["boxClient"] + 1, (
+            f"{name}: a table is wider than the screen, some columns need scrolling: {t}"
+        )
     page.locator("article table").first.scroll_into_view_if_needed()
     _shot(page, "table")
 
