@@ -147,7 +147,8 @@ def fit_classifier(
 ) -> list[float]:
     """Train ω (and θ if ``train_encoder``) by minimising ``-log Pr^{ω,θ}(y | x)`` (mean, nats).
 
-    ``train_encoder=False`` is a probe: θ stays as it is and only ω learns.
+    ``train_encoder=False`` is a probe: θ stays as it is and only ω learns (θ's sentence
+    vectors are then computed once, not at every step).
     ``train_encoder=True`` is fine-tuning: θ and ω learn together from the task's labels.
     Dropout stays off (eval mode) in both. Returns the loss of every step's batch; the model is
     left in eval mode.
