@@ -85,6 +85,44 @@ _EX2 = [
         fails={"test_corrupt_selection": "selection-rate"},
         edits={_CORRUPT: (("< mlm_probability", "< 0.15"),)},
     ),
+    Variant(
+        "random-positions-unlabelled",
+        fails={"test_corrupt_selection": "random-positions-unlabelled"},
+        edits={
+            _CORRUPT: (
+                (
+                    "labels[selected] = ids[selected]",
+                    "labels[selected & ~randomised] = ids[selected & ~randomised]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "unchanged-positions-unlabelled",
+        fails={"test_corrupt_selection": "unchanged-positions-unlabelled"},
+        edits={
+            _CORRUPT: (
+                (
+                    "labels[selected] = ids[selected]",
+                    "labels[masked | randomised] = ids[masked | randomised]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "random-special-token",
+        fails={"test_corrupt_replacement": "random-special-token"},
+        edits={
+            _CORRUPT: (("torch.randint(first_word, VOCAB_SIZE", "torch.randint(0, VOCAB_SIZE"),)
+        },
+    ),
+    Variant(
+        "eighty-percent-of-all-tokens",
+        fails={"test_corrupt_selection": "eighty-percent-of-all-tokens"},
+        edits={
+            _CORRUPT: (("masked = selected & (fate < 0.8)", "masked = ~special & (fate < 0.8)"),)
+        },
+    ),
     *_choices(
         "answer_unchanged",
         "test_answer_unchanged",
@@ -398,10 +436,43 @@ _EX6 = [
     ),
 ]
 
+
+def _degenerate(grade_id: str, old: str, tests: tuple[str, ...], returns: dict[str, str]):
+    """One submission per degenerate answer: the solution's ``old`` line (its result) replaced
+    by each of ``returns`` (name -> new line); each must fail every test in ``tests`` with a
+    plain message, naming no misconception."""
+    return [
+        Variant(name, fails=dict.fromkeys(tests, None), edits={grade_id: ((old, new),)})
+        for name, new in returns.items()
+    ]
+
+
+_CORRUPT_TESTS = ("test_corrupt_basics", "test_corrupt_selection", "test_corrupt_replacement")
+_EX2_DEGENERATE = _degenerate(
+    _CORRUPT,
+    "return corrupted_ids, labels",
+    _CORRUPT_TESTS,
+    {
+        "corrupt-empty": "return torch.empty(0, dtype=torch.long), torch.empty(0).long()",
+        "corrupt-wrong-shape": "return corrupted_ids.flatten(), labels.flatten()",
+        "corrupt-constant": "return input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)",
+        "corrupt-nan": "return corrupted_ids * float('nan'), labels.float()",
+        "corrupt-none": "return None",
+    },
+)
+
 VARIANTS: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
     "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": _EX5,
     "ex6_training": _EX6,
+}
+
+DEGENERATE: dict[str, list[Variant]] = {
+    "ex2_masking": _EX2_DEGENERATE,
+    "ex3_distribution": [],
+    "ex4_cross_entropy": [],
+    "ex5_masked_loss": [],
+    "ex6_training": [],
 }

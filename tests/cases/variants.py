@@ -1,9 +1,11 @@
-"""Programmatic submissions of the exercises: the solution, the untouched release, and one
-submission per listed misconception (see :mod:`cases.variant_cases`).
+"""Programmatic submissions of the exercises: the solution, the untouched release, correct
+alternatives (:mod:`cases.alternatives`), one submission per listed misconception and degenerate
+answers (:mod:`cases.variant_cases`).
 
-They are what the tests and the grading benchmark feed to the grader: the solution must get full
-marks on every auto-graded cell, the untouched release none, and each misconception submission
-must fail exactly its expected test cells with its misconception's code.
+They are what the tests and the grading benchmark feed to the grader: the solution and every
+alternative must get full marks on every auto-graded cell, the untouched release none, and each
+misconception or degenerate submission must fail exactly its expected test cells, with its
+misconception's code (or with a plain failure naming no misconception).
 
     write_submissions("ex4_cross_entropy", Path("subs"))   # subs/<student>/<assignment>.ipynb
 """
@@ -34,13 +36,15 @@ class Variant:
 
     ``edits`` maps a solution cell's ``grade_id`` to ``(old, new)`` text replacements applied,
     in order, to the solution's answer (each ``old`` must occur); ``cells`` maps a ``grade_id``
-    to the whole answer instead (for multiple-choice and numeric answers). Every other answer is
-    the solution's. ``fails`` maps each test cell that must fail to the misconception code its
-    error must carry; every other test cell must pass.
+    to the whole answer instead (for multiple-choice and numeric answers, and for alternative
+    implementations). Every other answer is the solution's. ``fails`` maps each test cell that
+    must fail to the misconception code its error must carry, or to ``None`` for a plain failure
+    that names no misconception (degenerate answers); every other test cell must pass. A correct
+    alternative has no ``fails``.
     """
 
     name: str
-    fails: dict[str, str]
+    fails: dict[str, str | None]
     edits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     cells: dict[str, str] = field(default_factory=dict)
 
@@ -129,6 +133,29 @@ def variants(assignment: str) -> list[Variant]:
     return VARIANTS[assignment]
 
 
+def degenerate(assignment: str) -> list[Variant]:
+    """The degenerate answers (NaN, inf, empty, wrong shape, constant) of ``assignment``."""
+    from cases.variant_cases import DEGENERATE
+
+    return DEGENERATE[assignment]
+
+
+def alternatives(assignment: str) -> list[Variant]:
+    """Correct answers written differently from the solution: each must get full marks."""
+    from cases.alternatives import ALTERNATIVES
+
+    return ALTERNATIVES[assignment]
+
+
+def all_cases(assignment: str) -> dict[str, Variant]:
+    """Every programmatic submission but the solution and the release, by student name:
+    ``alt-<name>`` (correct), ``mc-<name>`` (misconception) and ``deg-<name>`` (degenerate)."""
+    cases = {f"alt-{c.name}": c for c in alternatives(assignment)}
+    cases.update({f"mc-{c.name}": c for c in variants(assignment)})
+    cases.update({f"deg-{c.name}": c for c in degenerate(assignment)})
+    return cases
+
+
 def misconception_submission(
     assignment: str, variant: Variant, root: Path = AUTOGRADER
 ) -> NotebookNode:
@@ -138,13 +165,13 @@ def misconception_submission(
 
 
 def write_submissions(assignment: str, out: Path, root: Path = AUTOGRADER) -> dict[str, Variant]:
-    """Write ``out/<student>/<assignment>.ipynb`` for the students ``solution``, ``release``
-    and ``mc-<misconception>`` (one per variant); return the variant of each ``mc-`` student."""
+    """Write ``out/<student>/<assignment>.ipynb`` for the students ``solution``, ``release`` and
+    every case of :func:`all_cases`; return the case of each student but the first two."""
     notebooks = {
         "solution": solution_submission(assignment, root),
         "release": read(release_path(assignment, root)),
     }
-    by_student = {f"mc-{v.name}": v for v in variants(assignment)}
+    by_student = all_cases(assignment)
     for student, variant in by_student.items():
         notebooks[student] = misconception_submission(assignment, variant, root)
     for student, nb in notebooks.items():

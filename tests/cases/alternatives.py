@@ -1,0 +1,106 @@
+"""Correct answers written genuinely differently from the source solutions.
+
+Each :class:`~cases.variants.Variant` here has no ``fails``: it must get full marks on every
+auto-graded cell, through nbclient and through ``mlmcourse grade``. They prove that the tests
+accept what the questions allow (loops instead of vectorised code, float64 where the question
+permits it, another valid algorithm, any real number type for a numeric answer) rather than the
+one way the solution happens to be written.
+"""
+
+from __future__ import annotations
+
+from cases.variants import Variant
+
+
+def _code(name: str, grade_id: str, source: str) -> Variant:
+    return Variant(name, fails={}, cells={grade_id: source.strip("\n") + "\n"})
+
+
+def _number(name: str, grade_id: str, expression: str) -> Variant:
+    source = f"import numpy as np\n\n{grade_id} = {expression}"
+    return Variant(name, fails={}, cells={grade_id: source})
+
+
+_EX2 = [
+    _code(
+        "corrupt-python-loops",
+        "corrupt",
+        """
+def corrupt(input_ids, seed, mlm_probability=0.15):
+    # one position at a time, every draw from the seeded generator
+    generator = torch.Generator().manual_seed(seed)
+    words = [i for i in range(VOCAB_SIZE) if i not in SPECIAL_IDS]
+    corrupted_ids = input_ids.clone().long()
+    labels = torch.full(tuple(input_ids.shape), IGNORE_INDEX, dtype=torch.long)
+    flat_corrupted, flat_labels = corrupted_ids.view(-1), labels.view(-1)
+    for k, token in enumerate(input_ids.reshape(-1).tolist()):
+        if token in SPECIAL_IDS:
+            continue
+        if torch.rand((), generator=generator).item() >= mlm_probability:
+            continue
+        flat_labels[k] = token
+        u = torch.rand((), generator=generator).item()
+        if u < 0.8:
+            flat_corrupted[k] = MASK_ID
+        elif u < 0.9:
+            flat_corrupted[k] = words[int(torch.randint(len(words), (), generator=generator))]
+    return corrupted_ids, labels
+""",
+    ),
+    _code(
+        "corrupt-bernoulli-multinomial",
+        "corrupt",
+        """
+def corrupt(input_ids, seed, mlm_probability=0.15):
+    # Bernoulli selection, one categorical fate per position, torch.where instead of indexing
+    g = torch.Generator().manual_seed(seed)
+    x = input_ids.to(torch.int64)
+    candidate = ~(x.unsqueeze(-1) == torch.tensor(SPECIAL_IDS)).any(dim=-1)
+    chance = torch.full(x.shape, float(mlm_probability))
+    selected = torch.bernoulli(chance, generator=g).bool() & candidate
+    fate = torch.multinomial(
+        torch.tensor([0.8, 0.1, 0.1]), x.numel(), replacement=True, generator=g
+    ).view(x.shape)
+    pool = torch.tensor([i for i in range(VOCAB_SIZE) if i not in SPECIAL_IDS])
+    replacement = pool[torch.randint(len(pool), x.shape, generator=g)]
+    corrupted = torch.where(selected & (fate == 0), torch.full_like(x, MASK_ID), x)
+    corrupted = torch.where(selected & (fate == 1), replacement, corrupted)
+    labels = torch.where(selected, x, torch.full_like(x, IGNORE_INDEX))
+    return corrupted, labels
+""",
+    ),
+    _code(
+        "corrupt-one-draw-int32",
+        "corrupt",
+        """
+def corrupt(input_ids, seed, mlm_probability=0.15):
+    # a single float64 draw decides selection and fate (u / p is uniform once u < p);
+    # the results are int32, which the question allows (integer tensors)
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.rand(input_ids.shape, generator=generator, dtype=torch.float64)
+    special = torch.zeros(input_ids.shape, dtype=torch.bool)
+    for special_id in SPECIAL_IDS:
+        special |= input_ids == special_id
+    selected = (u < mlm_probability) & ~special
+    v = u / mlm_probability if mlm_probability > 0 else u
+    words = torch.randint(max(SPECIAL_IDS) + 1, VOCAB_SIZE, input_ids.shape, generator=generator)
+    corrupted = input_ids.to(torch.int32).clone()
+    corrupted[selected & (v < 0.8)] = MASK_ID
+    randomised = selected & (v >= 0.8) & (v < 0.9)
+    corrupted[randomised] = words[randomised].to(torch.int32)
+    labels = torch.full(input_ids.shape, IGNORE_INDEX, dtype=torch.int32)
+    labels[selected] = input_ids[selected].to(torch.int32)
+    return corrupted, labels
+""",
+    ),
+    _number("answer_n_mask-numpy", "answer_n_mask", "np.float64(3000) * 0.15 * 0.8"),
+    _number("answer_n_mask-int", "answer_n_mask", "360"),
+]
+
+ALTERNATIVES: dict[str, list[Variant]] = {
+    "ex2_masking": _EX2,
+    "ex3_distribution": [],
+    "ex4_cross_entropy": [],
+    "ex5_masked_loss": [],
+    "ex6_training": [],
+}
