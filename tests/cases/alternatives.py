@@ -97,9 +97,98 @@ def corrupt(input_ids, seed, mlm_probability=0.15):
     _number("answer_n_mask-int", "answer_n_mask", "360"),
 ]
 
+_EX3 = [
+    _code(
+        "softmax-python-loops-float64",
+        "softmax",
+        """
+import math
+
+
+def softmax(logits, temperature=1.0):
+    # row by row in Python floats, returned as float64
+    rows = []
+    for row in logits.reshape(-1, logits.shape[-1]).tolist():
+        scaled = [z / temperature for z in row]
+        top = max(scaled)
+        exps = [math.exp(z - top) for z in scaled]
+        total = sum(exps)
+        rows.append([e / total for e in exps])
+    return torch.tensor(rows, dtype=torch.float64).reshape(logits.shape)
+""",
+    ),
+    _code(
+        "softmax-logsumexp",
+        "softmax",
+        """
+def softmax(logits, temperature=1.0):
+    # exp(z - log Σ exp z): torch.logsumexp is stable for large logits
+    z = logits / temperature
+    return torch.exp(z - torch.logsumexp(z, dim=-1, keepdim=True))
+""",
+    ),
+    _code(
+        "softmax-pairwise-differences",
+        "softmax",
+        """
+def softmax(logits, temperature=1.0):
+    # p_j = 1 / Σ_k exp(z_k - z_j): an overflow to inf only ever turns a tiny p_j into 0
+    z = logits.double() / temperature
+    return 1.0 / torch.exp(z.unsqueeze(-2) - z.unsqueeze(-1)).sum(dim=-1)
+""",
+    ),
+    _code(
+        "valid-python-loops",
+        "is_valid_distribution",
+        """
+import math
+
+
+def is_valid_distribution(probs, vocab_size):
+    if probs.shape[-1] != vocab_size:
+        return False
+    for row in probs.reshape(-1, vocab_size).tolist():
+        if min(row) < 0 or abs(math.fsum(row) - 1.0) > 1e-6:
+            return False
+    return True
+""",
+    ),
+    _code(
+        "valid-numpy",
+        "is_valid_distribution",
+        """
+import numpy as np
+
+
+def is_valid_distribution(probs, vocab_size):
+    p = probs.detach().cpu().numpy().astype(np.float64)
+    return (
+        p.shape[-1] == vocab_size
+        and bool((p >= 0).all())
+        and bool(np.allclose(p.sum(axis=-1), 1.0, rtol=0.0, atol=1e-6))
+    )
+""",
+    ),
+    _code(
+        "valid-bool-tensor",
+        "is_valid_distribution",
+        """
+def is_valid_distribution(probs, vocab_size):
+    # a 0-dim bool tensor, which the tests accept as a bool
+    if probs.shape[-1] != vocab_size:
+        return torch.tensor(False)
+    no_negative = (probs >= 0).all()
+    sums_to_one = torch.isclose(
+        probs.double().sum(dim=-1), torch.tensor(1.0, dtype=torch.float64), rtol=0.0, atol=1e-6
+    ).all()
+    return no_negative & sums_to_one
+""",
+    ),
+]
+
 ALTERNATIVES: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
-    "ex3_distribution": [],
+    "ex3_distribution": _EX3,
     "ex4_cross_entropy": [],
     "ex5_masked_loss": [],
     "ex6_training": [],

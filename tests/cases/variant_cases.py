@@ -139,21 +139,48 @@ _EX2 = [
     ),
 ]
 
+_SOFTMAX_TESTS = ("test_softmax", "test_softmax_large_logits")
+_VALID = "is_valid_distribution"
 _EX3 = [
     Variant(
+        "temperature-multiplied",
+        fails={"test_softmax": "temperature-multiplied"},
+        edits={"softmax": (("logits / temperature", "logits * temperature"),)},
+    ),
+    Variant(
+        "temperature-ignored",
+        fails={"test_softmax": "temperature-no-effect"},
+        edits={"softmax": (("logits / temperature", "logits"),)},
+    ),
+    Variant(
+        "global-max-shift",
+        fails={"test_softmax_large_logits": "global-max-shift"},
+        edits={"softmax": (("scaled.amax(dim=-1, keepdim=True)", "scaled.max()"),)},
+    ),
+    Variant(
+        "zero-probability-invalid",
+        fails={"test_is_valid_distribution": "zero-probability-invalid"},
+        edits={_VALID: (("if (probs < 0).any():", "if (probs <= 0).any():"),)},
+    ),
+    Variant(
+        "vocabulary-axis-first",
+        fails={"test_is_valid_distribution": "normalise-wrong-axis"},
+        edits={_VALID: (("probs.shape[-1] != vocab_size", "probs.shape[0] != vocab_size"),)},
+    ),
+    Variant(
         "normalise-wrong-axis",
-        fails={"test_softmax": "normalise-wrong-axis"},
+        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-wrong-axis"),
         edits={"softmax": (("dim=-1", "dim=0"),)},
     ),
     Variant(
         "normalise-without-exp",
-        fails={"test_softmax": "normalise-without-exp"},
-        edits={"softmax": (("exp = shifted.exp()", "exp = logits"),)},
+        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-without-exp"),
+        edits={"softmax": (("exp = shifted.exp()", "exp = scaled"),)},
     ),
     Variant(
         "softmax-overflow",
         fails={"test_softmax_large_logits": "softmax-overflow"},
-        edits={"softmax": (("logits - logits.amax(dim=-1, keepdim=True)", "logits"),)},
+        edits={"softmax": (("scaled - scaled.amax(dim=-1, keepdim=True)", "scaled"),)},
     ),
     Variant(
         "negative-probability",
@@ -166,7 +193,7 @@ _EX3 = [
         edits={
             "is_valid_distribution": (
                 (
-                    "return bool(torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6))",
+                    "return bool(((probs.sum(dim=-1) - 1).abs() <= 1e-6).all())",
                     "return bool((probs <= 1).all())",
                 ),
             )
@@ -188,7 +215,7 @@ _EX3 = [
         edits={
             "is_valid_distribution": (
                 (
-                    "torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6)",
+                    "((probs.sum(dim=-1) - 1).abs() <= 1e-6).all()",
                     "(probs.sum(dim=-1) == 1).all()",
                 ),
             )
@@ -469,9 +496,39 @@ VARIANTS: dict[str, list[Variant]] = {
     "ex6_training": _EX6,
 }
 
+_VALID_FIRST = "if probs.shape[-1] != vocab_size:"
+_EX3_DEGENERATE = [
+    *_degenerate(
+        "softmax",
+        "return exp / exp.sum(dim=-1, keepdim=True)",
+        ("test_softmax", "test_softmax_large_logits"),
+        {
+            "softmax-zeros": "return torch.zeros_like(logits)",
+            "softmax-uniform": "return torch.full_like(logits, 1 / logits.shape[-1])",
+            "softmax-nan": "return torch.full_like(logits, float('nan'))",
+            "softmax-inf": "return exp / 0.0",
+            "softmax-empty": "return torch.empty(0)",
+            "softmax-wrong-shape": "return (exp / exp.sum(dim=-1, keepdim=True)).flatten()",
+            "softmax-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "is_valid_distribution",
+        _VALID_FIRST,
+        ("test_is_valid_distribution",),
+        {
+            "valid-always-true": f"return True\n    {_VALID_FIRST}",
+            "valid-always-false": f"return False\n    {_VALID_FIRST}",
+            "valid-nan": f"return float('nan')\n    {_VALID_FIRST}",
+            "valid-empty": f"return torch.empty(0)\n    {_VALID_FIRST}",
+            "valid-none": f"return None\n    {_VALID_FIRST}",
+        },
+    ),
+]
+
 DEGENERATE: dict[str, list[Variant]] = {
     "ex2_masking": _EX2_DEGENERATE,
-    "ex3_distribution": [],
+    "ex3_distribution": _EX3_DEGENERATE,
     "ex4_cross_entropy": [],
     "ex5_masked_loss": [],
     "ex6_training": [],
