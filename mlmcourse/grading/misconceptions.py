@@ -299,12 +299,13 @@ def diagnose_choice(answer: str, correct: str, wrong: Mapping[str, str], name: s
     raise AssertionError(f"{name} is not right.")
 
 
-def as_real(value: object, name: str) -> float:
-    """``value`` as a finite ``float``; fail with a readable message unless it is a real number.
+def as_real(value: object, name: str, finite: bool = True) -> float:
+    """``value`` as a ``float``; fail with a readable message unless it is a real number.
 
     Accepted: ``int`` and ``float``, NumPy's integer and floating scalars (``np.float64``,
     ``np.int64``, ...) and 0-dim NumPy arrays or torch tensors of such a dtype. Rejected: ``bool``,
-    strings, sequences, tensors with more than one element, NaN and infinities.
+    strings, sequences, tensors with more than one element and, with ``finite`` (the default),
+    NaN and infinities.
     """
     number = _real_or_none(value)
     if number is None:
@@ -312,7 +313,7 @@ def as_real(value: object, name: str) -> float:
             f"{name} must be a real number (an int, a float, a NumPy number or a 0-dim tensor), "
             f"got {_describe(value)}."
         )
-    if not math.isfinite(number):
+    if finite and not math.isfinite(number):
         raise AssertionError(f"{name} must be finite, got {number!r}.")
     return number
 

@@ -186,10 +186,91 @@ def is_valid_distribution(probs, vocab_size):
     ),
 ]
 
+_EX4 = [
+    _code(
+        "token-python-logsumexp",
+        "token_cross_entropy",
+        """
+import math
+
+
+def token_cross_entropy(logits, target):
+    # log Σ exp z - z_target, in Python floats, shifted by the maximum
+    values = logits.tolist()
+    top = max(values)
+    log_total = top + math.log(sum(math.exp(z - top) for z in values))
+    return log_total - values[target]
+""",
+    ),
+    _code(
+        "token-float64-tensor",
+        "token_cross_entropy",
+        """
+def token_cross_entropy(logits, target):
+    # a 0-dim float64 tensor, which the tests accept as a number
+    z = logits.double()
+    return torch.logsumexp(z, dim=0) - z[target]
+""",
+    ),
+    _code(
+        "token-numpy",
+        "token_cross_entropy",
+        """
+import numpy as np
+
+
+def token_cross_entropy(logits, target):
+    z = logits.numpy().astype(np.float64)
+    return float(np.logaddexp.reduce(z) - z[target])
+""",
+    ),
+    _code(
+        "cross-entropy-loop",
+        "cross_entropy",
+        """
+import math
+
+
+def cross_entropy(p_gold, probs):
+    total = 0.0
+    for weight, q in zip(p_gold.tolist(), probs.tolist(), strict=True):
+        if weight != 0:
+            total -= weight * math.log(q)
+    return total
+""",
+    ),
+    _code(
+        "cross-entropy-xlogy",
+        "cross_entropy",
+        """
+def cross_entropy(p_gold, probs):
+    # xlogy(0, 0) is 0 by definition: the convention of the question; a 0-dim tensor result
+    return -torch.special.xlogy(p_gold, probs).sum()
+""",
+    ),
+    _code(
+        "cross-entropy-numpy",
+        "cross_entropy",
+        """
+import numpy as np
+
+
+def cross_entropy(p_gold, probs):
+    p, q = p_gold.numpy().astype(np.float64), probs.numpy().astype(np.float64)
+    keep = p != 0
+    return float(-(p[keep] * np.log(q[keep])).sum())
+""",
+    ),
+    _number("answer_loss_06-numpy", "answer_loss_06", "-np.log(0.6)"),
+    _number("answer_loss_06-tensor", "answer_loss_06", "-torch.tensor(0.6).log()"),
+    _number("answer_loss_06-three-decimals", "answer_loss_06", "0.511"),
+    _number("answer_loss_06-inverse", "answer_loss_06", "math.log(1 / 0.6)"),
+]
+
 ALTERNATIVES: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
-    "ex4_cross_entropy": [],
+    "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": [],
     "ex6_training": [],
 }

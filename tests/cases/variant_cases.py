@@ -291,6 +291,39 @@ _EX4 = [
             )
         },
     ),
+    Variant(
+        "log-base-2",
+        fails={"test_token_cross_entropy": "log-base-2"},
+        edits={
+            "token_cross_entropy": (
+                (_TOKEN_RETURN, "return float(-log_probs[target]) / math.log(2)"),
+            )
+        },
+    ),
+    Variant(
+        "uses-top-prediction",
+        fails={"test_token_cross_entropy": "uses-top-prediction"},
+        edits={"token_cross_entropy": ((_TOKEN_RETURN, "return float(-log_probs.max())"),)},
+    ),
+    Variant(
+        "softmax-overflow",
+        fails={"test_token_cross_entropy_large_logits": "softmax-overflow"},
+        edits={"token_cross_entropy": (("shifted = logits - logits.max()", "shifted = logits"),)},
+    ),
+    Variant(
+        "zero-weight-terms",
+        fails={"test_cross_entropy": "zero-weight-terms"},
+        edits={
+            "cross_entropy": (
+                ("-(p_gold[keep] * probs[keep].log()).sum()", "-(p_gold * probs.log()).sum()"),
+            )
+        },
+    ),
+    Variant(
+        "cross-entropy-dropped-minus-sign",
+        fails={"test_cross_entropy": "dropped-minus-sign"},
+        edits={"cross_entropy": (("float(-(p_gold[keep]", "float((p_gold[keep]"),)},
+    ),
     *_choices(
         "answer_lowest_loss",
         "test_answer_lowest_loss",
@@ -526,10 +559,38 @@ _EX3_DEGENERATE = [
     ),
 ]
 
+_EX4_DEGENERATE = [
+    *_degenerate(
+        "token_cross_entropy",
+        _TOKEN_RETURN,
+        ("test_token_cross_entropy", "test_token_cross_entropy_large_logits"),
+        {
+            "token-zero": "return 0.0",
+            "token-nan": "return float('nan')",
+            "token-inf": "return math.inf",
+            "token-empty": "return torch.empty(0)",
+            "token-wrong-shape": "return -log_probs",
+            "token-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "cross_entropy",
+        "return float(-(p_gold[keep] * probs[keep].log()).sum())",
+        ("test_cross_entropy",),
+        {
+            "cross-entropy-zero": "return 0.0",
+            "cross-entropy-nan": "return float('nan')",
+            "cross-entropy-inf": "return math.inf",
+            "cross-entropy-empty": "return torch.empty(0)",
+            "cross-entropy-none": "return None",
+        },
+    ),
+]
+
 DEGENERATE: dict[str, list[Variant]] = {
     "ex2_masking": _EX2_DEGENERATE,
     "ex3_distribution": _EX3_DEGENERATE,
-    "ex4_cross_entropy": [],
+    "ex4_cross_entropy": _EX4_DEGENERATE,
     "ex5_masked_loss": [],
     "ex6_training": [],
 }
