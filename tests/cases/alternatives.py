@@ -267,10 +267,70 @@ def cross_entropy(p_gold, probs):
     _number("answer_loss_06-inverse", "answer_loss_06", "math.log(1 / 0.6)"),
 ]
 
+_EX5 = [
+    _code(
+        "loss-python-loops",
+        "masked_lm_loss",
+        """
+def masked_lm_loss(logits, labels, reduction="sum"):
+    # one selected position at a time, each with its own max-shifted log-sum-exp
+    total = torch.zeros((), dtype=logits.dtype)
+    count = 0
+    for b in range(logits.shape[0]):
+        for t in range(logits.shape[1]):
+            true_id = int(labels[b, t])
+            if true_id == IGNORE_INDEX:
+                continue
+            row = logits[b, t]
+            top = row.max()
+            total = total + (top + (row - top).exp().sum().log() - row[true_id])
+            count += 1
+    return total if reduction == "sum" else total / count
+""",
+    ),
+    _code(
+        "loss-one-hot-float64",
+        "masked_lm_loss",
+        """
+def masked_lm_loss(logits, labels, reduction="sum"):
+    # cross-entropy against one-hot targets, zeroed outside A(x), computed in float64
+    z = logits.double()
+    log_probs = z - torch.logsumexp(z, dim=-1, keepdim=True)
+    keep = labels != IGNORE_INDEX
+    gold = torch.nn.functional.one_hot(labels.clamp(min=0), logits.shape[-1]).double()
+    per_position = -(gold * log_probs).sum(dim=-1) * keep
+    total = per_position.sum()
+    return total if reduction == "sum" else total / keep.sum()
+""",
+    ),
+    _code(
+        "loss-flattened-where",
+        "masked_lm_loss",
+        """
+def masked_lm_loss(logits, labels, reduction="sum"):
+    # flatten to (B·T, V), pick every position's true log-probability, zero the ignored ones
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_labels = labels.reshape(-1)
+    keep = flat_labels.ne(IGNORE_INDEX)
+    log_probs = flat_logits.log_softmax(dim=1)
+    picked = log_probs.gather(1, torch.where(keep, flat_labels, 0).unsqueeze(1)).squeeze(1)
+    losses = torch.where(keep, -picked, torch.zeros_like(picked))
+    if reduction == "mean":
+        return losses.sum() / torch.count_nonzero(keep)
+    return losses.sum()
+""",
+    ),
+    _number("answer_n_terms-numpy", "answer_n_terms", "np.int64(3)"),
+    _number("answer_n_terms-tensor", "answer_n_terms", "torch.tensor(3)"),
+    _number("answer_n_terms-float", "answer_n_terms", "3.0"),
+    _number("answer_reported-numpy", "answer_reported", "np.float64(6.0) / 4"),
+    _number("answer_reported-tensor", "answer_reported", "torch.tensor(6.0) / 4"),
+]
+
 ALTERNATIVES: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
     "ex4_cross_entropy": _EX4,
-    "ex5_masked_loss": [],
+    "ex5_masked_loss": _EX5,
     "ex6_training": [],
 }

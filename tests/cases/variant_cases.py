@@ -371,7 +371,7 @@ _EX5 = [
     Variant(
         "averaging-over-all-positions",
         fails={"test_loss_mean": "averaging-over-all-positions"},
-        edits={_LOSS: (("return total / in_loss.sum()", "return total / labels.numel()"),)},
+        edits={_LOSS: (("return total / n_selected", "return total / labels.numel()"),)},
     ),
     Variant(
         "off-by-one-from-cls",
@@ -405,6 +405,36 @@ _EX5 = [
                     "torch.log_softmax(logits[in_loss], dim=-1)",
                     "torch.log(torch.softmax(logits[in_loss], dim=-1))",
                 ),
+            )
+        },
+    ),
+    Variant(
+        "mean-of-sequence-means",
+        fails={"test_loss_mean": "mean-of-sequence-means"},
+        edits={
+            _LOSS: (
+                (
+                    "return total / n_selected",
+                    "per_row = -(log_probs.gather(-1, labels[in_loss].unsqueeze(-1)).squeeze(-1))\n"
+                    "    rows = in_loss.nonzero()[:, 0]\n"
+                    "    sums = per_row.new_zeros(labels.shape[0]).index_add(0, rows, per_row)\n"
+                    "    counts = in_loss.sum(dim=1)\n"
+                    "    return (sums[counts > 0] / counts[counts > 0]).mean()",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "divides-by-batch-size",
+        fails={"test_loss_mean": "divides-by-batch-size"},
+        edits={_LOSS: (("return total / n_selected", "return total / labels.shape[0]"),)},
+    ),
+    Variant(
+        "batch-log-base-10",
+        fails=dict.fromkeys(_BOTH, "log-base-10"),
+        edits={
+            _LOSS: (
+                ("total = -true_log_probs.sum()", "total = -true_log_probs.sum() / math.log(10)"),
             )
         },
     ),
@@ -587,10 +617,25 @@ _EX4_DEGENERATE = [
     ),
 ]
 
+_EX5_DEGENERATE = _degenerate(
+    _LOSS,
+    "total = -true_log_probs.sum()",
+    ("test_loss_sum", "test_loss_mean", "test_loss_large_logits"),
+    {
+        "loss-zero": "return torch.tensor(0.0)",
+        "loss-nan": "return torch.tensor(float('nan'))",
+        "loss-inf": "return torch.tensor(math.inf)",
+        "loss-empty": "return torch.empty(0)",
+        "loss-wrong-shape": "return -true_log_probs",
+        "loss-python-float": "return float(-true_log_probs.sum())",
+        "loss-none": "return None",
+    },
+)
+
 DEGENERATE: dict[str, list[Variant]] = {
     "ex2_masking": _EX2_DEGENERATE,
     "ex3_distribution": _EX3_DEGENERATE,
     "ex4_cross_entropy": _EX4_DEGENERATE,
-    "ex5_masked_loss": [],
+    "ex5_masked_loss": _EX5_DEGENERATE,
     "ex6_training": [],
 }
