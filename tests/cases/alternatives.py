@@ -327,10 +327,175 @@ def masked_lm_loss(logits, labels, reduction="sum"):
     _number("answer_reported-tensor", "answer_reported", "torch.tensor(6.0) / 4"),
 ]
 
+_EX6 = [
+    _code(
+        "sgd-loop-in-place-on-copies",
+        "sgd_step",
+        """
+def sgd_step(params, grads, lr):
+    updated = {}
+    for name in params:
+        value = params[name].clone()
+        value.sub_(grads[name], alpha=lr)
+        updated[name] = value
+    return updated
+""",
+    ),
+    _code(
+        "sgd-torch-add",
+        "sgd_step",
+        """
+def sgd_step(params, grads, lr):
+    return {name: torch.add(value, grads[name], alpha=-lr) for name, value in params.items()}
+""",
+    ),
+    _code(
+        "sgd-float64",
+        "sgd_step",
+        """
+def sgd_step(params, grads, lr):
+    return {name: params[name].double() - lr * grads[name].double() for name in sorted(params)}
+""",
+    ),
+    _code(
+        "accuracy-python-loops",
+        "masked_accuracy",
+        """
+def masked_accuracy(logits, labels):
+    correct = total = 0
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1]):
+            label = int(labels[b, t])
+            if label == IGNORE_INDEX:
+                continue
+            scores = logits[b, t].tolist()
+            correct += scores.index(max(scores)) == label
+            total += 1
+    return correct / total
+""",
+    ),
+    _code(
+        "accuracy-numpy",
+        "masked_accuracy",
+        """
+def masked_accuracy(logits, labels):
+    predicted = logits.numpy().argmax(axis=-1)
+    keep = labels.numpy() != IGNORE_INDEX
+    return float((predicted[keep] == labels.numpy()[keep]).mean())
+""",
+    ),
+    _code(
+        "accuracy-topk-tensor",
+        "masked_accuracy",
+        """
+def masked_accuracy(logits, labels):
+    # a 0-dim tensor, which the tests accept as a number
+    top = logits.topk(1, dim=-1).indices.squeeze(-1)
+    keep = labels.ne(IGNORE_INDEX)
+    return (top.eq(labels) & keep).sum() / keep.sum()
+""",
+    ),
+    _code(
+        "train-cross-entropy-epochs",
+        "train_model",
+        """
+trained_state = None
+loss_history = []
+# shuffled passes over the data, PyTorch's cross_entropy on flattened logits, 150 steps
+torch.manual_seed(1)
+model = TinyMLM(VOCAB_SIZE)
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+generator = torch.Generator().manual_seed(1)
+order = torch.randperm(len(train_ids), generator=generator)
+for step in range(150):
+    start = (step * 32) % (len(order) - 32)
+    rows = order[start : start + 32]
+    corrupted_ids, labels = mask_tokens(
+        train_ids[rows], mask_id=vocab.mask_id, vocab_size=VOCAB_SIZE,
+        special_ids=vocab.special_ids, generator=generator,
+    )
+    logits = model(corrupted_ids, train_mask[rows])
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, VOCAB_SIZE), labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    loss_history.append(loss.item())
+trained_state = model.state_dict()
+""",
+    ),
+    _code(
+        "train-until-target",
+        "train_model",
+        """
+trained_state = None
+loss_history = []
+# train until the held-out loss is below the target (checked every 25 steps), batches of 64,
+# the summed loss divided by the number of selected positions
+torch.manual_seed(2)
+model = TinyMLM(VOCAB_SIZE)
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+generator = torch.Generator().manual_seed(2)
+while len(loss_history) < 400:
+    rows = torch.randint(len(train_ids), (64,), generator=generator)
+    corrupted_ids, labels = mask_tokens(
+        train_ids[rows], mask_id=vocab.mask_id, vocab_size=VOCAB_SIZE,
+        special_ids=vocab.special_ids, generator=generator,
+    )
+    summed = mlm_loss(model(corrupted_ids, train_mask[rows]), labels, reduction="sum")
+    loss = summed / (labels != IGNORE_INDEX).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    loss_history.append(loss.item())
+    if len(loss_history) % 25 == 0:
+        if evaluate(model, heldout_sentences, vocab)["loss"] < TARGET_LOSS - 0.3:
+            break
+model.train()
+trained_state = model.state_dict()
+""",
+    ),
+    _code(
+        "train-adam-clipped-copy",
+        "train_model",
+        """
+import copy
+
+trained_state = None
+loss_history = []
+# Adam with gradient clipping, no dropout; hands in a deep copy of the weights
+torch.manual_seed(3)
+model = TinyMLM(VOCAB_SIZE, dropout=0.0)
+optimizer = torch.optim.Adam(model.parameters(), lr=4e-3)
+generator = torch.Generator().manual_seed(3)
+for _ in range(120):
+    rows = torch.randint(len(train_ids), (48,), generator=generator)
+    corrupted_ids, labels = mask_tokens(
+        train_ids[rows], mask_id=vocab.mask_id, vocab_size=VOCAB_SIZE,
+        special_ids=vocab.special_ids, generator=generator,
+    )
+    loss = mlm_loss(model(corrupted_ids, train_mask[rows]), labels, reduction="mean")
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    loss_history.append(float(loss.detach()))
+trained_state = copy.deepcopy(model.state_dict())
+""",
+    ),
+    _number("answer_initial_loss-numpy", "answer_initial_loss", "np.log(VOCAB_SIZE)"),
+    _number(
+        "answer_initial_loss-tensor", "answer_initial_loss", "torch.tensor(float(VOCAB_SIZE)).log()"
+    ),
+    _number("answer_initial_loss-measured", "answer_initial_loss", "6.4"),
+    _number("answer_initial_loss-minus-log", "answer_initial_loss", "-math.log(1 / VOCAB_SIZE)"),
+]
+
 ALTERNATIVES: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
     "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": _EX5,
-    "ex6_training": [],
+    "ex6_training": _EX6,
 }

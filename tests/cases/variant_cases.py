@@ -502,7 +502,88 @@ _EX6 = [
         edits={
             "train_model": (
                 ("TinyMLM(VOCAB_SIZE)", "TinyMLM(VOCAB_SIZE, d_model=32)"),
-                ("range(100)", "range(5)"),
+                ("range(100)", "range(30)"),
+            )
+        },
+    ),
+    Variant(
+        "pretrained-weights-handed-in",
+        fails={"test_trained_model": "pretrained-weights-handed-in"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "from mlmcourse.model import load_pretrained\n\n"
+                    "trained_state = load_pretrained()[0].state_dict()",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "non-finite-parameters",
+        fails={"test_trained_model": "non-finite-parameters"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = {k: v * float('nan') for k, v in model.state_dict().items()}",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "loss-history-last-only",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={
+            "train_model": (
+                ("    loss_history.append(loss.item())\n", ""),
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = model.state_dict()\nloss_history = [loss.item()]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "loss-history-empty",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={"train_model": (("    loss_history.append(loss.item())\n", ""),)},
+    ),
+    Variant(
+        "fresh-model-constant-history",
+        fails={"test_trained_model": "untrained-model"},
+        edits={
+            "train_model": (
+                ("range(100)", "range(0)"),
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = model.state_dict()\n"
+                    "loss_history = [math.log(VOCAB_SIZE)] * 20",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "training-ascends-the-loss",
+        fails={"test_trained_model": "gradient-ascent"},
+        edits={
+            "train_model": (
+                ("    loss.backward()", "    (-loss).backward()"),
+                ("range(100)", "range(30)"),
+            )
+        },
+    ),
+    Variant(
+        "accuracy-mean-of-sequence-means",
+        fails={"test_masked_accuracy": "mean-of-sequence-means"},
+        edits={
+            "masked_accuracy": (
+                (
+                    "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
+                    "hits = ((predicted == labels) & in_loss).sum(dim=1).float()\n"
+                    "    counts = in_loss.sum(dim=1)\n"
+                    "    return float((hits[counts > 0] / counts[counts > 0]).mean())",
+                ),
             )
         },
     ),
@@ -632,10 +713,47 @@ _EX5_DEGENERATE = _degenerate(
     },
 )
 
+_EX6_DEGENERATE = [
+    *_degenerate(
+        "sgd_step",
+        "return {name: value - lr * grads[name] for name, value in params.items()}",
+        ("test_sgd_step",),
+        {
+            "sgd-unchanged": "return dict(params)",
+            "sgd-nan": "return {name: value * float('nan') for name, value in params.items()}",
+            "sgd-empty": "return {}",
+            "sgd-wrong-shape": "return {name: value.flatten() for name, value in params.items()}",
+            "sgd-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "masked_accuracy",
+        "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
+        ("test_masked_accuracy",),
+        {
+            "accuracy-zero": "return 0.0",
+            "accuracy-one": "return 1.0",
+            "accuracy-nan": "return float('nan')",
+            "accuracy-empty": "return torch.empty(0)",
+            "accuracy-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "train_model",
+        "trained_state = model.state_dict()",
+        ("test_trained_model",),
+        {
+            "train-empty-state": "trained_state = {}",
+            "train-history-of-strings": "trained_state = model.state_dict()\n"
+            "loss_history = [str(v) for v in loss_history]",
+        },
+    ),
+]
+
 DEGENERATE: dict[str, list[Variant]] = {
     "ex2_masking": _EX2_DEGENERATE,
     "ex3_distribution": _EX3_DEGENERATE,
     "ex4_cross_entropy": _EX4_DEGENERATE,
     "ex5_masked_loss": _EX5_DEGENERATE,
-    "ex6_training": [],
+    "ex6_training": _EX6_DEGENERATE,
 }
