@@ -350,3 +350,39 @@ def test_grade_round_trip(assignment: str, course: Path, tmp_path: Path) -> None
             "the tests themselves accept them (see test_submissions_fail_exactly_the_intended_"
             "tests). Expected to pass with the rewritten engine."
         )
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="enforcement of metadata['mlmcourse']['forbidden'] (ForbiddenShortcut) is the grading "
+    "engine's part, being written in main; remove this mark once it is merged",
+    strict=False,
+)
+def test_forbidden_shortcut_loses_its_points(course: Path, tmp_path: Path) -> None:
+    """A correct corrupt() that calls the forbidden mlmcourse.masking.mask_tokens fails the
+    question's tests, and the feedback says which question asked for the student's own code."""
+    from cases.variant_cases import SHORTCUTS
+
+    assignment = "ex2_masking"
+    case = SHORTCUTS[assignment]
+    nb = v.misconception_submission(assignment, case, course)
+    (tmp_path / "subs" / "shortcut").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "subs" / "shortcut" / f"{assignment}.ipynb")
+    rows = _grade(assignment, tmp_path / "subs", tmp_path / "out", course)
+    assert all(float(rows["shortcut"][gid] or 0) == 0 for gid in case.fails)
+    feedback = (tmp_path / "out" / "feedback" / "shortcut" / f"{assignment}.html").read_text()
+    assert "ForbiddenShortcut" in feedback and "mask_tokens" in feedback
+
+
+def test_shortcut_answers_are_otherwise_correct() -> None:
+    """The shortcut submissions only break the rule: they name forbidden names of their cell."""
+    from cases.variant_cases import SHORTCUTS
+
+    for assignment, case in SHORTCUTS.items():
+        ((grade_id, source),) = case.cells.items()
+        forbidden = next(
+            c.metadata["mlmcourse"]["forbidden"]
+            for c in v.read(v.source_path(assignment)).cells
+            if v.nbgrader_meta(c).get("grade_id") == grade_id
+        )
+        assert any(name.rpartition(".")[2] in source for name in forbidden), assignment

@@ -757,3 +757,51 @@ DEGENERATE: dict[str, list[Variant]] = {
     "ex5_masked_loss": _EX5_DEGENERATE,
     "ex6_training": _EX6_DEGENERATE,
 }
+
+
+# Correct answers that call the library's reference implementation the question forbids (its
+# cell's metadata["mlmcourse"]["forbidden"]). The grader must make the call raise
+# ForbiddenShortcut, so each fails exactly the tests of its question.
+SHORTCUTS: dict[str, Variant] = {
+    "ex2_masking": Variant(
+        "calls-mask-tokens",
+        fails=dict.fromkeys(_CORRUPT_TESTS, None),
+        cells={
+            _CORRUPT: "from mlmcourse.masking import mask_tokens\n\n\n"
+            "def corrupt(input_ids, seed, mlm_probability=0.15):\n"
+            "    return mask_tokens(\n"
+            "        input_ids, mask_id=MASK_ID, vocab_size=VOCAB_SIZE, special_ids=SPECIAL_IDS,\n"
+            "        mlm_probability=mlm_probability,\n"
+            "        generator=torch.Generator().manual_seed(seed),\n"
+            "    )\n"
+        },
+    ),
+    "ex3_distribution": Variant(
+        "calls-torch-softmax",
+        fails=dict.fromkeys(("test_softmax", "test_softmax_large_logits"), None),
+        cells={
+            "softmax": "def softmax(logits, temperature=1.0):\n"
+            "    return torch.softmax(logits / temperature, dim=-1)\n"
+        },
+    ),
+    "ex4_cross_entropy": Variant(
+        "calls-torch-cross-entropy",
+        fails=dict.fromkeys(
+            ("test_token_cross_entropy", "test_token_cross_entropy_large_logits"), None
+        ),
+        cells={
+            "token_cross_entropy": "def token_cross_entropy(logits, target):\n"
+            "    return float(torch.nn.functional.cross_entropy(logits[None], "
+            "torch.tensor([target])))\n"
+        },
+    ),
+    "ex5_masked_loss": Variant(
+        "calls-mlm-loss",
+        fails=dict.fromkeys(("test_loss_sum", "test_loss_mean", "test_loss_large_logits"), None),
+        cells={
+            "masked_lm_loss": "from mlmcourse.loss import mlm_loss\n\n\n"
+            "def masked_lm_loss(logits, labels, reduction='sum'):\n"
+            "    return mlm_loss(logits, labels, reduction=reduction)\n"
+        },
+    ),
+}
