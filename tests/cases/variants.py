@@ -147,13 +147,46 @@ def alternatives(assignment: str) -> list[Variant]:
     return ALTERNATIVES[assignment]
 
 
+# Assignments whose every submission trains a model: their cases are packed into fewer
+# submissions (see :func:`bundle`) to keep the test suite's time down.
+BUNDLED = ("ex6_training",)
+
+
 def all_cases(assignment: str) -> dict[str, Variant]:
     """Every programmatic submission but the solution and the release, by student name:
-    ``alt-<name>`` (correct), ``mc-<name>`` (misconception) and ``deg-<name>`` (degenerate)."""
-    cases = {f"alt-{c.name}": c for c in alternatives(assignment)}
-    cases.update({f"mc-{c.name}": c for c in variants(assignment)})
-    cases.update({f"deg-{c.name}": c for c in degenerate(assignment)})
-    return cases
+    ``alt-<name>`` (correct), ``mc-<name>`` (misconception) and ``deg-<name>`` (degenerate);
+    for the assignments of :data:`BUNDLED`, ``<kind>-bundle<k>`` packs several of a kind."""
+    kinds = (("alt", alternatives), ("mc", variants), ("deg", degenerate))
+    if assignment not in BUNDLED:
+        return {f"{kind}-{c.name}": c for kind, get in kinds for c in get(assignment)}
+    return {
+        f"{kind}-bundle{k:02d}": c
+        for kind, get in kinds
+        for k, c in enumerate(bundle(get(assignment)), start=1)
+    }
+
+
+def bundle(cases: list[Variant]) -> list[Variant]:
+    """Pack cases into as few submissions as possible: cases that change different answer cells
+    and fail different tests go into one submission, which must then fail exactly the union of
+    their tests. Sound when each test cell reads the answers of one question only, as in ex6."""
+    packed: list[Variant] = []
+    for case in cases:
+        cells = set(case.edits) | set(case.cells)
+        for i, other in enumerate(packed):
+            if cells.isdisjoint(set(other.edits) | set(other.cells)) and set(case.fails).isdisjoint(
+                other.fails
+            ):
+                packed[i] = Variant(
+                    f"{other.name}+{case.name}",
+                    fails={**other.fails, **case.fails},
+                    edits={**other.edits, **case.edits},
+                    cells={**other.cells, **case.cells},
+                )
+                break
+        else:
+            packed.append(case)
+    return packed
 
 
 def misconception_submission(
