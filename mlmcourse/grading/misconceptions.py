@@ -89,7 +89,7 @@ CATALOGUE: dict[str, str] = {
         "no probability at all, so the output cannot be the model's distribution."
     ),
     "distribution-over-positions": (
-        "At a masked position the model spreads probability over the vocabulary (which word "
+        "At a selected position the model spreads probability over the vocabulary (which word "
         "goes here), not over the positions of the sentence."
     ),
     "exact-float-equality": (
@@ -122,7 +122,7 @@ CATALOGUE: dict[str, str] = {
     ),
     # --- the masking step --------------------------------------------------------------------
     "selects-special-tokens": (
-        "[CLS], [SEP] and the other special tokens are never selected for masking: they are "
+        "[CLS], [SEP] and the other special tokens are never selected into A(x): they are "
         "not words of the text to predict."
     ),
     "counting-padding": (
@@ -150,7 +150,7 @@ CATALOGUE: dict[str, str] = {
         "or [UNK] in the middle of a sentence is not a plausible corruption."
     ),
     "labels-on-all-positions": (
-        "Positions outside A(x) must carry the ignore label -100; otherwise unmasked positions, "
+        "Positions outside A(x) must carry the ignore label -100; otherwise unselected positions, "
         "which the model can simply copy, enter the loss."
     ),
     "labels-from-corrupted-input": (
@@ -178,27 +178,27 @@ CATALOGUE: dict[str, str] = {
     ),
     # --- many masks, one objective ------------------------------------------------------------
     "averaging-over-all-positions": (
-        "The average is over the masked positions A(x) only: dividing by every position "
-        "(unmasked and padding included) makes the value depend on sequence length."
+        "The average is over the selected positions A(x) only: dividing by every position "
+        "(unselected and padding included) makes the value depend on sequence length."
     ),
     "sum-mean-swapped": (
         "reduction='sum' adds the per-token losses over A(x); reduction='mean' divides that "
-        "sum by the number of masked positions. Check which one was asked for."
+        "sum by the number of selected positions. Check which one was asked for."
     ),
     "off-by-one-from-cls": (
         "Position i of the logits predicts position i of the labels; [CLS] at position 0 "
         "does not shift anything."
     ),
     "single-token-objective": (
-        "The MLM objective is not built from one chosen token: every masked position of every "
+        "The MLM objective is not built from one chosen token: every selected position of every "
         "sequence contributes its own term."
     ),
     "unmasked-positions-in-loss": (
-        "Only the positions in A(x) enter the loss; unmasked tokens are visible to the model "
+        "Only the positions in A(x) enter the loss; unselected tokens are visible to the model "
         "and are not predicted."
     ),
     "mean-over-sequences": (
-        "PyTorch's mean reduction with ignore_index averages over masked tokens, not over "
+        "PyTorch's mean reduction with ignore_index averages over selected positions, not over "
         "sequences."
     ),
     "mean-of-sequence-means": (
