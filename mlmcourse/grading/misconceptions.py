@@ -3,13 +3,16 @@
 Test cells of the exercises raise :class:`Misconception` with a catalogue id; the grader reads
 ``exc.code`` (or, in plain nbgrader, the ``[code]`` prefix of the message) to count which
 misconceptions a class holds. Feedback sentences explain the mistake without giving the answer.
-The helpers :func:`require_choice`, :func:`diagnose_choice`, :func:`require_number` and
-:func:`diagnose_number` keep the answer checks of the test cells short and uniform.
+The helpers :func:`require_choice`, :func:`diagnose_choice`, :func:`require_number`,
+:func:`diagnose_number`, :func:`as_real` and :func:`require_tensor` keep the answer checks of the
+test cells short, uniform and fair: numbers are accepted in any real type (Python, NumPy, 0-dim
+tensor), tensors are checked for type, exact shape and dtype before their values are compared.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection, Mapping
 
 # id -> feedback sentence
@@ -48,6 +51,14 @@ CATALOGUE: dict[str, str] = {
         "Cross-entropy is not symmetric: the logarithm is taken of the model's prediction, and "
         "the gold one-hot distribution only weights the terms."
     ),
+    "zero-weight-terms": (
+        "A word with p_gold(w) = 0 contributes nothing to the cross-entropy; computing 0 · log 0 "
+        "gives NaN, so leave those terms out instead of multiplying them by 0."
+    ),
+    "uses-top-prediction": (
+        "The loss reads the probability of the true token x_i, whichever word the model ranks "
+        "first, not the probability of the model's favourite word."
+    ),
     # --- the predicted distribution ----------------------------------------------------------
     "softmax-overflow": (
         "exp of a large logit overflows to inf and the distribution becomes NaN; softmax does "
@@ -78,11 +89,24 @@ CATALOGUE: dict[str, str] = {
         "no probability at all, so the output cannot be the model's distribution."
     ),
     "distribution-over-positions": (
-        "At a masked position the model spreads probability over the vocabulary (which word "
+        "At a selected position the model spreads probability over the vocabulary (which word "
         "goes here), not over the positions of the sentence."
     ),
     "exact-float-equality": (
         "Floating-point sums are rarely exactly 1: compare the total to 1 within a small tolerance."
+    ),
+    "temperature-multiplied": (
+        "The temperature divides the logits: a temperature above 1 must shrink the gaps between "
+        "them and flatten the distribution, not widen them."
+    ),
+    "global-max-shift": (
+        "Subtracting one maximum taken over the whole tensor is not enough: each position needs "
+        "its own maximum, or a position whose logits are far below it gets exp() = 0 everywhere "
+        "and 0 / 0."
+    ),
+    "zero-probability-invalid": (
+        "An entry of exactly 0 is allowed in a distribution (a one-hot is one): only negative "
+        "entries, a wrong size or a total different from 1 make it invalid."
     ),
     "temperature-direction": (
         "Check the direction of the effect: think about what dividing every logit by a "
@@ -98,7 +122,7 @@ CATALOGUE: dict[str, str] = {
     ),
     # --- the masking step --------------------------------------------------------------------
     "selects-special-tokens": (
-        "[CLS], [SEP] and the other special tokens are never selected for masking: they are "
+        "[CLS], [SEP] and the other special tokens are never selected into A(x): they are "
         "not words of the text to predict."
     ),
     "counting-padding": (
@@ -113,8 +137,20 @@ CATALOGUE: dict[str, str] = {
         "Selected positions that keep their token or get a random one are still in A(x): they "
         "need a label and enter the loss."
     ),
+    "random-positions-unlabelled": (
+        "A position that received a random word was selected: it is in A(x), so its label is "
+        "the original token and it enters the loss."
+    ),
+    "unchanged-positions-unlabelled": (
+        "About one selected position in ten keeps its token, and it is still in A(x): it needs "
+        "its label like the [MASK]ed ones, although the input looks untouched there."
+    ),
+    "random-special-token": (
+        "A random replacement is drawn from the ordinary words only: [PAD], [CLS], [SEP], [MASK] "
+        "or [UNK] in the middle of a sentence is not a plausible corruption."
+    ),
     "labels-on-all-positions": (
-        "Positions outside A(x) must carry the ignore label -100; otherwise unmasked positions, "
+        "Positions outside A(x) must carry the ignore label -100; otherwise unselected positions, "
         "which the model can simply copy, enter the loss."
     ),
     "labels-from-corrupted-input": (
@@ -142,28 +178,37 @@ CATALOGUE: dict[str, str] = {
     ),
     # --- many masks, one objective ------------------------------------------------------------
     "averaging-over-all-positions": (
-        "The average is over the masked positions A(x) only: dividing by every position "
-        "(unmasked and padding included) makes the value depend on sequence length."
+        "The average is over the selected positions A(x) only: dividing by every position "
+        "(unselected and padding included) makes the value depend on sequence length."
     ),
     "sum-mean-swapped": (
         "reduction='sum' adds the per-token losses over A(x); reduction='mean' divides that "
-        "sum by the number of masked positions. Check which one was asked for."
+        "sum by the number of selected positions. Check which one was asked for."
     ),
     "off-by-one-from-cls": (
         "Position i of the logits predicts position i of the labels; [CLS] at position 0 "
         "does not shift anything."
     ),
     "single-token-objective": (
-        "The MLM objective is not built from one chosen token: every masked position of every "
+        "The MLM objective is not built from one chosen token: every selected position of every "
         "sequence contributes its own term."
     ),
     "unmasked-positions-in-loss": (
-        "Only the positions in A(x) enter the loss; unmasked tokens are visible to the model "
+        "Only the positions in A(x) enter the loss; unselected tokens are visible to the model "
         "and are not predicted."
     ),
     "mean-over-sequences": (
-        "PyTorch's mean reduction with ignore_index averages over masked tokens, not over "
+        "PyTorch's mean reduction with ignore_index averages over selected positions, not over "
         "sequences."
+    ),
+    "mean-of-sequence-means": (
+        "The mean divides the batch's summed loss by the number of selected positions of the whole "
+        "batch (Σ_x |A(x)|); averaging each sequence's own mean weights the positions of short "
+        "selections more."
+    ),
+    "divides-by-batch-size": (
+        "The mean reduction divides by the number of selected positions, not by the number of "
+        "sequences: a batch of 4 sequences usually has many more than 4 terms."
     ),
     # --- which prediction is better ----------------------------------------------------------
     "confident-means-low-loss": (
@@ -204,6 +249,18 @@ CATALOGUE: dict[str, str] = {
         "trained_state must be model.state_dict() of a TinyMLM built with the notebook's "
         "settings, so that the grader can load it into the same architecture."
     ),
+    "pretrained-weights-handed-in": (
+        "trained_state must come from your own training run of a freshly built TinyMLM, not from "
+        "the pretrained checkpoint shipped with the course."
+    ),
+    "non-finite-parameters": (
+        "The handed-in parameters hold NaN or inf: training diverged (too large a learning rate?) "
+        "or the state was corrupted, so the model cannot predict anything."
+    ),
+    "loss-history-not-recorded": (
+        "loss_history must hold the training loss of every step of the run that produced "
+        "trained_state: one finite float per step, starting near log V and going down."
+    ),
     "only-one-part-trained": (
         "Follow the gradient of the loss backwards from the logits: which trainable "
         "parameters does it pass through on its way to the input?"
@@ -242,10 +299,86 @@ def diagnose_choice(answer: str, correct: str, wrong: Mapping[str, str], name: s
     raise AssertionError(f"{name} is not right.")
 
 
-def require_number(answer: object, name: str) -> None:
-    """Fail with a readable message unless ``answer`` is a finite ``int`` or ``float``."""
-    if type(answer) not in (int, float) or not math.isfinite(answer):
-        raise AssertionError(f"Set {name} to a number (an int or a float), got {answer!r}.")
+def as_real(value: object, name: str, finite: bool = True) -> float:
+    """``value`` as a ``float``; fail with a readable message unless it is a real number.
+
+    Accepted: ``int`` and ``float``, NumPy's integer and floating scalars (``np.float64``,
+    ``np.int64``, ...) and 0-dim NumPy arrays or torch tensors of such a dtype. Rejected: ``bool``,
+    strings, sequences, tensors with more than one element and, with ``finite`` (the default),
+    NaN and infinities.
+    """
+    number = _real_or_none(value)
+    if number is None:
+        raise AssertionError(
+            f"{name} must be a real number (an int, a float, a NumPy number or a 0-dim tensor), "
+            f"got {_describe(value)}."
+        )
+    if finite and not math.isfinite(number):
+        raise AssertionError(f"{name} must be finite, got {number!r}.")
+    return number
+
+
+def _real_or_none(value: object) -> float | None:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or tuple(shape) != () or dtype is None:
+        return None
+    kind = str(dtype).removeprefix("torch.")
+    if not kind.startswith(("float", "int", "uint", "bfloat")):
+        return None
+    item = getattr(value, "item", None)
+    return float(item()) if callable(item) else None
+
+
+def _describe(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        dtype = getattr(value, "dtype", "?")
+        return f"a {type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    text = repr(value)
+    return f"{text[:60]}..." if len(text) > 60 else text
+
+
+def require_number(answer: object, name: str) -> float:
+    """The answer of a numeric question as a ``float``; a readable failure unless it is a real
+    number (see :func:`as_real`)."""
+    if _real_or_none(answer) is None:
+        raise AssertionError(
+            f"Set {name} to a number (an int, a float, a NumPy number or a 0-dim tensor), "
+            f"got {_describe(answer)}."
+        )
+    return as_real(answer, name)
+
+
+def require_tensor(
+    value: object,
+    name: str,
+    shape: tuple[int, ...],
+    kind: str = "float",
+    finite: bool = True,
+):
+    """Fail with a readable message unless ``value`` is a torch tensor of exactly ``shape``
+    (compared before any value: ``torch.allclose`` would broadcast) and of the ``kind`` asked:
+    ``"float"`` (float32 or float64) or ``"int"`` (an integer dtype, not bool). With
+    ``finite``, NaN and infinities fail too. Returns the tensor."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise AssertionError(f"{name} must be a torch.Tensor, got {_describe(value)}.")
+    if tuple(value.shape) != tuple(shape):
+        raise AssertionError(f"{name} must have shape {tuple(shape)}, got {tuple(value.shape)}.")
+    if kind == "float" and value.dtype not in (torch.float32, torch.float64):
+        raise AssertionError(f"{name} must be a float32 or float64 tensor, got {value.dtype}.")
+    if kind == "int" and (
+        value.is_floating_point() or value.is_complex() or value.dtype == torch.bool
+    ):
+        raise AssertionError(f"{name} must hold integer ids, got {value.dtype}.")
+    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise AssertionError(f"{name} holds NaN or infinite values.")
+    return value
 
 
 def diagnose_number(
@@ -254,12 +387,15 @@ def diagnose_number(
     wrong: Mapping[str, float],
     name: str,
     rel_tol: float = 1e-2,
+    abs_tol: float = 1e-9,
 ) -> None:
-    """Pass when ``answer`` is within ``rel_tol`` of ``correct``; else raise the misconception
-    whose typical wrong value is closest to it (within ``rel_tol``), or a plain failure."""
-    if math.isclose(answer, correct, rel_tol=rel_tol, abs_tol=1e-9):
+    """Pass when ``answer`` is within ``rel_tol`` (relative) or ``abs_tol`` (absolute) of
+    ``correct``; else raise the misconception whose typical wrong value is within the same
+    tolerance of it, or a plain failure. ``answer`` may be any real number :func:`as_real` takes."""
+    answer = as_real(answer, name)
+    if math.isclose(answer, correct, rel_tol=rel_tol, abs_tol=abs_tol):
         return
     for code, value in wrong.items():
-        if math.isclose(answer, value, rel_tol=rel_tol, abs_tol=1e-9):
+        if math.isclose(answer, value, rel_tol=rel_tol, abs_tol=abs_tol):
             raise Misconception(code)
     raise AssertionError(f"{name} is not right.")

@@ -85,6 +85,44 @@ _EX2 = [
         fails={"test_corrupt_selection": "selection-rate"},
         edits={_CORRUPT: (("< mlm_probability", "< 0.15"),)},
     ),
+    Variant(
+        "random-positions-unlabelled",
+        fails={"test_corrupt_selection": "random-positions-unlabelled"},
+        edits={
+            _CORRUPT: (
+                (
+                    "labels[selected] = ids[selected]",
+                    "labels[selected & ~randomised] = ids[selected & ~randomised]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "unchanged-positions-unlabelled",
+        fails={"test_corrupt_selection": "unchanged-positions-unlabelled"},
+        edits={
+            _CORRUPT: (
+                (
+                    "labels[selected] = ids[selected]",
+                    "labels[masked | randomised] = ids[masked | randomised]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "random-special-token",
+        fails={"test_corrupt_replacement": "random-special-token"},
+        edits={
+            _CORRUPT: (("torch.randint(first_word, VOCAB_SIZE", "torch.randint(0, VOCAB_SIZE"),)
+        },
+    ),
+    Variant(
+        "eighty-percent-of-all-tokens",
+        fails={"test_corrupt_selection": "eighty-percent-of-all-tokens"},
+        edits={
+            _CORRUPT: (("masked = selected & (fate < 0.8)", "masked = ~special & (fate < 0.8)"),)
+        },
+    ),
     *_choices(
         "answer_unchanged",
         "test_answer_unchanged",
@@ -101,21 +139,48 @@ _EX2 = [
     ),
 ]
 
+_SOFTMAX_TESTS = ("test_softmax", "test_softmax_large_logits")
+_VALID = "is_valid_distribution"
 _EX3 = [
     Variant(
+        "temperature-multiplied",
+        fails={"test_softmax": "temperature-multiplied"},
+        edits={"softmax": (("logits / temperature", "logits * temperature"),)},
+    ),
+    Variant(
+        "temperature-ignored",
+        fails={"test_softmax": "temperature-no-effect"},
+        edits={"softmax": (("logits / temperature", "logits"),)},
+    ),
+    Variant(
+        "global-max-shift",
+        fails={"test_softmax_large_logits": "global-max-shift"},
+        edits={"softmax": (("scaled.amax(dim=-1, keepdim=True)", "scaled.max()"),)},
+    ),
+    Variant(
+        "zero-probability-invalid",
+        fails={"test_is_valid_distribution": "zero-probability-invalid"},
+        edits={_VALID: (("if (probs < 0).any():", "if (probs <= 0).any():"),)},
+    ),
+    Variant(
+        "vocabulary-axis-first",
+        fails={"test_is_valid_distribution": "normalise-wrong-axis"},
+        edits={_VALID: (("probs.shape[-1] != vocab_size", "probs.shape[0] != vocab_size"),)},
+    ),
+    Variant(
         "normalise-wrong-axis",
-        fails={"test_softmax": "normalise-wrong-axis"},
+        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-wrong-axis"),
         edits={"softmax": (("dim=-1", "dim=0"),)},
     ),
     Variant(
         "normalise-without-exp",
-        fails={"test_softmax": "normalise-without-exp"},
-        edits={"softmax": (("exp = shifted.exp()", "exp = logits"),)},
+        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-without-exp"),
+        edits={"softmax": (("exp = shifted.exp()", "exp = scaled"),)},
     ),
     Variant(
         "softmax-overflow",
         fails={"test_softmax_large_logits": "softmax-overflow"},
-        edits={"softmax": (("logits - logits.amax(dim=-1, keepdim=True)", "logits"),)},
+        edits={"softmax": (("scaled - scaled.amax(dim=-1, keepdim=True)", "scaled"),)},
     ),
     Variant(
         "negative-probability",
@@ -128,7 +193,7 @@ _EX3 = [
         edits={
             "is_valid_distribution": (
                 (
-                    "return bool(torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6))",
+                    "return bool(((probs.sum(dim=-1) - 1).abs() <= 1e-6).all())",
                     "return bool((probs <= 1).all())",
                 ),
             )
@@ -150,7 +215,7 @@ _EX3 = [
         edits={
             "is_valid_distribution": (
                 (
-                    "torch.allclose(probs.sum(dim=-1), torch.ones(()), atol=1e-6)",
+                    "((probs.sum(dim=-1) - 1).abs() <= 1e-6).all()",
                     "(probs.sum(dim=-1) == 1).all()",
                 ),
             )
@@ -226,6 +291,39 @@ _EX4 = [
             )
         },
     ),
+    Variant(
+        "log-base-2",
+        fails={"test_token_cross_entropy": "log-base-2"},
+        edits={
+            "token_cross_entropy": (
+                (_TOKEN_RETURN, "return float(-log_probs[target]) / math.log(2)"),
+            )
+        },
+    ),
+    Variant(
+        "uses-top-prediction",
+        fails={"test_token_cross_entropy": "uses-top-prediction"},
+        edits={"token_cross_entropy": ((_TOKEN_RETURN, "return float(-log_probs.max())"),)},
+    ),
+    Variant(
+        "softmax-overflow",
+        fails={"test_token_cross_entropy_large_logits": "softmax-overflow"},
+        edits={"token_cross_entropy": (("shifted = logits - logits.max()", "shifted = logits"),)},
+    ),
+    Variant(
+        "zero-weight-terms",
+        fails={"test_cross_entropy": "zero-weight-terms"},
+        edits={
+            "cross_entropy": (
+                ("-(p_gold[keep] * probs[keep].log()).sum()", "-(p_gold * probs.log()).sum()"),
+            )
+        },
+    ),
+    Variant(
+        "cross-entropy-dropped-minus-sign",
+        fails={"test_cross_entropy": "dropped-minus-sign"},
+        edits={"cross_entropy": (("float(-(p_gold[keep]", "float((p_gold[keep]"),)},
+    ),
     *_choices(
         "answer_lowest_loss",
         "test_answer_lowest_loss",
@@ -273,7 +371,7 @@ _EX5 = [
     Variant(
         "averaging-over-all-positions",
         fails={"test_loss_mean": "averaging-over-all-positions"},
-        edits={_LOSS: (("return total / in_loss.sum()", "return total / labels.numel()"),)},
+        edits={_LOSS: (("return total / n_selected", "return total / labels.numel()"),)},
     ),
     Variant(
         "off-by-one-from-cls",
@@ -307,6 +405,36 @@ _EX5 = [
                     "torch.log_softmax(logits[in_loss], dim=-1)",
                     "torch.log(torch.softmax(logits[in_loss], dim=-1))",
                 ),
+            )
+        },
+    ),
+    Variant(
+        "mean-of-sequence-means",
+        fails={"test_loss_mean": "mean-of-sequence-means"},
+        edits={
+            _LOSS: (
+                (
+                    "return total / n_selected",
+                    "per_row = -(log_probs.gather(-1, labels[in_loss].unsqueeze(-1)).squeeze(-1))\n"
+                    "    rows = in_loss.nonzero()[:, 0]\n"
+                    "    sums = per_row.new_zeros(labels.shape[0]).index_add(0, rows, per_row)\n"
+                    "    counts = in_loss.sum(dim=1)\n"
+                    "    return (sums[counts > 0] / counts[counts > 0]).mean()",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "divides-by-batch-size",
+        fails={"test_loss_mean": "divides-by-batch-size"},
+        edits={_LOSS: (("return total / n_selected", "return total / labels.shape[0]"),)},
+    ),
+    Variant(
+        "batch-log-base-10",
+        fails=dict.fromkeys(_BOTH, "log-base-10"),
+        edits={
+            _LOSS: (
+                ("total = -true_log_probs.sum()", "total = -true_log_probs.sum() / math.log(10)"),
             )
         },
     ),
@@ -374,7 +502,88 @@ _EX6 = [
         edits={
             "train_model": (
                 ("TinyMLM(VOCAB_SIZE)", "TinyMLM(VOCAB_SIZE, d_model=32)"),
-                ("range(100)", "range(5)"),
+                ("range(100)", "range(30)"),
+            )
+        },
+    ),
+    Variant(
+        "pretrained-weights-handed-in",
+        fails={"test_trained_model": "pretrained-weights-handed-in"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "from mlmcourse.model import load_pretrained\n\n"
+                    "trained_state = load_pretrained()[0].state_dict()",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "non-finite-parameters",
+        fails={"test_trained_model": "non-finite-parameters"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = {k: v * float('nan') for k, v in model.state_dict().items()}",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "loss-history-last-only",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={
+            "train_model": (
+                ("    loss_history.append(loss.item())\n", ""),
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = model.state_dict()\nloss_history = [loss.item()]",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "loss-history-empty",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={"train_model": (("    loss_history.append(loss.item())\n", ""),)},
+    ),
+    Variant(
+        "fresh-model-constant-history",
+        fails={"test_trained_model": "untrained-model"},
+        edits={
+            "train_model": (
+                ("range(100)", "range(0)"),
+                (
+                    "trained_state = model.state_dict()",
+                    "trained_state = model.state_dict()\n"
+                    "loss_history = [math.log(VOCAB_SIZE)] * 20",
+                ),
+            )
+        },
+    ),
+    Variant(
+        "training-ascends-the-loss",
+        fails={"test_trained_model": "gradient-ascent"},
+        edits={
+            "train_model": (
+                ("    loss.backward()", "    (-loss).backward()"),
+                ("range(100)", "range(30)"),
+            )
+        },
+    ),
+    Variant(
+        "accuracy-mean-of-sequence-means",
+        fails={"test_masked_accuracy": "mean-of-sequence-means"},
+        edits={
+            "masked_accuracy": (
+                (
+                    "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
+                    "hits = ((predicted == labels) & in_loss).sum(dim=1).float()\n"
+                    "    counts = in_loss.sum(dim=1)\n"
+                    "    return float((hits[counts > 0] / counts[counts > 0]).mean())",
+                ),
             )
         },
     ),
@@ -398,10 +607,201 @@ _EX6 = [
     ),
 ]
 
+
+def _degenerate(grade_id: str, old: str, tests: tuple[str, ...], returns: dict[str, str]):
+    """One submission per degenerate answer: the solution's ``old`` line (its result) replaced
+    by each of ``returns`` (name -> new line); each must fail every test in ``tests`` with a
+    plain message, naming no misconception."""
+    return [
+        Variant(name, fails=dict.fromkeys(tests, None), edits={grade_id: ((old, new),)})
+        for name, new in returns.items()
+    ]
+
+
+_CORRUPT_TESTS = ("test_corrupt_basics", "test_corrupt_selection", "test_corrupt_replacement")
+_EX2_DEGENERATE = _degenerate(
+    _CORRUPT,
+    "return corrupted_ids, labels",
+    _CORRUPT_TESTS,
+    {
+        "corrupt-empty": "return torch.empty(0, dtype=torch.long), torch.empty(0).long()",
+        "corrupt-wrong-shape": "return corrupted_ids.flatten(), labels.flatten()",
+        "corrupt-constant": "return input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)",
+        "corrupt-nan": "return corrupted_ids * float('nan'), labels.float()",
+        "corrupt-none": "return None",
+    },
+)
+
 VARIANTS: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
     "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": _EX5,
     "ex6_training": _EX6,
+}
+
+_VALID_FIRST = "if probs.shape[-1] != vocab_size:"
+_EX3_DEGENERATE = [
+    *_degenerate(
+        "softmax",
+        "return exp / exp.sum(dim=-1, keepdim=True)",
+        ("test_softmax", "test_softmax_large_logits"),
+        {
+            "softmax-zeros": "return torch.zeros_like(logits)",
+            "softmax-uniform": "return torch.full_like(logits, 1 / logits.shape[-1])",
+            "softmax-nan": "return torch.full_like(logits, float('nan'))",
+            "softmax-inf": "return exp / 0.0",
+            "softmax-empty": "return torch.empty(0)",
+            "softmax-wrong-shape": "return (exp / exp.sum(dim=-1, keepdim=True)).flatten()",
+            "softmax-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "is_valid_distribution",
+        _VALID_FIRST,
+        ("test_is_valid_distribution",),
+        {
+            "valid-always-true": f"return True\n    {_VALID_FIRST}",
+            "valid-always-false": f"return False\n    {_VALID_FIRST}",
+            "valid-nan": f"return float('nan')\n    {_VALID_FIRST}",
+            "valid-empty": f"return torch.empty(0)\n    {_VALID_FIRST}",
+            "valid-none": f"return None\n    {_VALID_FIRST}",
+        },
+    ),
+]
+
+_EX4_DEGENERATE = [
+    *_degenerate(
+        "token_cross_entropy",
+        _TOKEN_RETURN,
+        ("test_token_cross_entropy", "test_token_cross_entropy_large_logits"),
+        {
+            "token-zero": "return 0.0",
+            "token-nan": "return float('nan')",
+            "token-inf": "return math.inf",
+            "token-empty": "return torch.empty(0)",
+            "token-wrong-shape": "return -log_probs",
+            "token-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "cross_entropy",
+        "return float(-(p_gold[keep] * probs[keep].log()).sum())",
+        ("test_cross_entropy",),
+        {
+            "cross-entropy-zero": "return 0.0",
+            "cross-entropy-nan": "return float('nan')",
+            "cross-entropy-inf": "return math.inf",
+            "cross-entropy-empty": "return torch.empty(0)",
+            "cross-entropy-none": "return None",
+        },
+    ),
+]
+
+_EX5_DEGENERATE = _degenerate(
+    _LOSS,
+    "total = -true_log_probs.sum()",
+    ("test_loss_sum", "test_loss_mean", "test_loss_large_logits"),
+    {
+        "loss-zero": "return torch.tensor(0.0)",
+        "loss-nan": "return torch.tensor(float('nan'))",
+        "loss-inf": "return torch.tensor(math.inf)",
+        "loss-empty": "return torch.empty(0)",
+        "loss-wrong-shape": "return -true_log_probs",
+        "loss-python-float": "return float(-true_log_probs.sum())",
+        "loss-none": "return None",
+    },
+)
+
+_EX6_DEGENERATE = [
+    *_degenerate(
+        "sgd_step",
+        "return {name: value - lr * grads[name] for name, value in params.items()}",
+        ("test_sgd_step",),
+        {
+            "sgd-unchanged": "return dict(params)",
+            "sgd-nan": "return {name: value * float('nan') for name, value in params.items()}",
+            "sgd-empty": "return {}",
+            "sgd-wrong-shape": "return {name: value.flatten() for name, value in params.items()}",
+            "sgd-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "masked_accuracy",
+        "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
+        ("test_masked_accuracy",),
+        {
+            "accuracy-zero": "return 0.0",
+            "accuracy-one": "return 1.0",
+            "accuracy-nan": "return float('nan')",
+            "accuracy-empty": "return torch.empty(0)",
+            "accuracy-none": "return None",
+        },
+    ),
+    *_degenerate(
+        "train_model",
+        "trained_state = model.state_dict()",
+        ("test_trained_model",),
+        {
+            "train-empty-state": "trained_state = {}",
+            "train-history-of-strings": "trained_state = model.state_dict()\n"
+            "loss_history = [str(v) for v in loss_history]",
+        },
+    ),
+]
+
+DEGENERATE: dict[str, list[Variant]] = {
+    "ex2_masking": _EX2_DEGENERATE,
+    "ex3_distribution": _EX3_DEGENERATE,
+    "ex4_cross_entropy": _EX4_DEGENERATE,
+    "ex5_masked_loss": _EX5_DEGENERATE,
+    "ex6_training": _EX6_DEGENERATE,
+}
+
+
+# Correct answers that call the library's reference implementation the question forbids (its
+# cell's metadata["mlmcourse"]["forbidden"]). The grader must make the call raise
+# ForbiddenShortcut, so each fails exactly the tests of its question.
+SHORTCUTS: dict[str, Variant] = {
+    "ex2_masking": Variant(
+        "calls-mask-tokens",
+        fails=dict.fromkeys(_CORRUPT_TESTS, None),
+        cells={
+            _CORRUPT: "from mlmcourse.masking import mask_tokens\n\n\n"
+            "def corrupt(input_ids, seed, mlm_probability=0.15):\n"
+            "    return mask_tokens(\n"
+            "        input_ids, mask_id=MASK_ID, vocab_size=VOCAB_SIZE, special_ids=SPECIAL_IDS,\n"
+            "        mlm_probability=mlm_probability,\n"
+            "        generator=torch.Generator().manual_seed(seed),\n"
+            "    )\n"
+        },
+    ),
+    "ex3_distribution": Variant(
+        "calls-torch-softmax",
+        fails=dict.fromkeys(("test_softmax", "test_softmax_large_logits"), None),
+        cells={
+            "softmax": "def softmax(logits, temperature=1.0):\n"
+            "    return torch.softmax(logits / temperature, dim=-1)\n"
+        },
+    ),
+    "ex4_cross_entropy": Variant(
+        "calls-torch-cross-entropy",
+        fails=dict.fromkeys(
+            ("test_token_cross_entropy", "test_token_cross_entropy_large_logits"), None
+        ),
+        cells={
+            "token_cross_entropy": "def token_cross_entropy(logits, target):\n"
+            "    return float(torch.nn.functional.cross_entropy(logits[None], "
+            "torch.tensor([target])))\n"
+        },
+    ),
+    "ex5_masked_loss": Variant(
+        "calls-mlm-loss",
+        fails=dict.fromkeys(("test_loss_sum", "test_loss_mean", "test_loss_large_logits"), None),
+        cells={
+            "masked_lm_loss": "from mlmcourse.loss import mlm_loss\n\n\n"
+            "def masked_lm_loss(logits, labels, reduction='sum'):\n"
+            "    return mlm_loss(logits, labels, reduction=reduction)\n"
+        },
+    ),
 }

@@ -1,9 +1,11 @@
-"""Programmatic submissions of the exercises: the solution, the untouched release, and one
-submission per listed misconception (see :mod:`cases.variant_cases`).
+"""Programmatic submissions of the exercises: the solution, the untouched release, correct
+alternatives (:mod:`cases.alternatives`), one submission per listed misconception and degenerate
+answers (:mod:`cases.variant_cases`).
 
-They are what the tests and the grading benchmark feed to the grader: the solution must get full
-marks on every auto-graded cell, the untouched release none, and each misconception submission
-must fail exactly its expected test cells with its misconception's code.
+They are what the tests and the grading benchmark feed to the grader: the solution and every
+alternative must get full marks on every auto-graded cell, the untouched release none, and each
+misconception or degenerate submission must fail exactly its expected test cells, with its
+misconception's code (or with a plain failure naming no misconception).
 
     write_submissions("ex4_cross_entropy", Path("subs"))   # subs/<student>/<assignment>.ipynb
 """
@@ -34,13 +36,15 @@ class Variant:
 
     ``edits`` maps a solution cell's ``grade_id`` to ``(old, new)`` text replacements applied,
     in order, to the solution's answer (each ``old`` must occur); ``cells`` maps a ``grade_id``
-    to the whole answer instead (for multiple-choice and numeric answers). Every other answer is
-    the solution's. ``fails`` maps each test cell that must fail to the misconception code its
-    error must carry; every other test cell must pass.
+    to the whole answer instead (for multiple-choice and numeric answers, and for alternative
+    implementations). Every other answer is the solution's. ``fails`` maps each test cell that
+    must fail to the misconception code its error must carry, or to ``None`` for a plain failure
+    that names no misconception (degenerate answers); every other test cell must pass. A correct
+    alternative has no ``fails``.
     """
 
     name: str
-    fails: dict[str, str]
+    fails: dict[str, str | None]
     edits: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     cells: dict[str, str] = field(default_factory=dict)
 
@@ -129,6 +133,62 @@ def variants(assignment: str) -> list[Variant]:
     return VARIANTS[assignment]
 
 
+def degenerate(assignment: str) -> list[Variant]:
+    """The degenerate answers (NaN, inf, empty, wrong shape, constant) of ``assignment``."""
+    from cases.variant_cases import DEGENERATE
+
+    return DEGENERATE[assignment]
+
+
+def alternatives(assignment: str) -> list[Variant]:
+    """Correct answers written differently from the solution: each must get full marks."""
+    from cases.alternatives import ALTERNATIVES
+
+    return ALTERNATIVES[assignment]
+
+
+# Assignments whose every submission trains a model: their cases are packed into fewer
+# submissions (see :func:`bundle`) to keep the test suite's time down.
+BUNDLED = ("ex6_training",)
+
+
+def all_cases(assignment: str) -> dict[str, Variant]:
+    """Every programmatic submission but the solution and the release, by student name:
+    ``alt-<name>`` (correct), ``mc-<name>`` (misconception) and ``deg-<name>`` (degenerate);
+    for the assignments of :data:`BUNDLED`, ``<kind>-bundle<k>`` packs several of a kind."""
+    kinds = (("alt", alternatives), ("mc", variants), ("deg", degenerate))
+    if assignment not in BUNDLED:
+        return {f"{kind}-{c.name}": c for kind, get in kinds for c in get(assignment)}
+    return {
+        f"{kind}-bundle{k:02d}": c
+        for kind, get in kinds
+        for k, c in enumerate(bundle(get(assignment)), start=1)
+    }
+
+
+def bundle(cases: list[Variant]) -> list[Variant]:
+    """Pack cases into as few submissions as possible: cases that change different answer cells
+    and fail different tests go into one submission, which must then fail exactly the union of
+    their tests. Sound when each test cell reads the answers of one question only, as in ex6."""
+    packed: list[Variant] = []
+    for case in cases:
+        cells = set(case.edits) | set(case.cells)
+        for i, other in enumerate(packed):
+            if cells.isdisjoint(set(other.edits) | set(other.cells)) and set(case.fails).isdisjoint(
+                other.fails
+            ):
+                packed[i] = Variant(
+                    f"{other.name}+{case.name}",
+                    fails={**other.fails, **case.fails},
+                    edits={**other.edits, **case.edits},
+                    cells={**other.cells, **case.cells},
+                )
+                break
+        else:
+            packed.append(case)
+    return packed
+
+
 def misconception_submission(
     assignment: str, variant: Variant, root: Path = AUTOGRADER
 ) -> NotebookNode:
@@ -138,13 +198,13 @@ def misconception_submission(
 
 
 def write_submissions(assignment: str, out: Path, root: Path = AUTOGRADER) -> dict[str, Variant]:
-    """Write ``out/<student>/<assignment>.ipynb`` for the students ``solution``, ``release``
-    and ``mc-<misconception>`` (one per variant); return the variant of each ``mc-`` student."""
+    """Write ``out/<student>/<assignment>.ipynb`` for the students ``solution``, ``release`` and
+    every case of :func:`all_cases`; return the case of each student but the first two."""
     notebooks = {
         "solution": solution_submission(assignment, root),
         "release": read(release_path(assignment, root)),
     }
-    by_student = {f"mc-{v.name}": v for v in variants(assignment)}
+    by_student = all_cases(assignment)
     for student, variant in by_student.items():
         notebooks[student] = misconception_submission(assignment, variant, root)
     for student, nb in notebooks.items():

@@ -1,7 +1,8 @@
-"""Run the visible tests of an exercise notebook and print a per-question summary.
+"""Run the visible checks of an exercise notebook and print a per-question summary.
 
 The notebook runs top to bottom in a fresh kernel (errors do not stop it); every test cell then
-counts as passed when it raised nothing. The hidden tests used for grading check more.
+counts as passed when it raised nothing. The summary says how many visible checks passed, never
+a score: the hidden tests used for grading check more cases.
 
 Exit codes: 0 every visible test passes, 1 some fail, 2 the notebook cannot be read or run.
 """
@@ -80,18 +81,17 @@ def cell_results(nb: NotebookNode) -> list[CellResult]:
 
 
 def summary(results: list[CellResult]) -> str:
-    """A readable per-question report of ``results``."""
+    """A readable per-question report of ``results``: which visible checks pass, and why the
+    others fail. Never a score: the grade also depends on hidden tests and written answers."""
     lines = []
     for r in results:
-        status = "passed" if r.passed else "FAILED"
-        lines.append(f"{status:6}  {r.grade_id}  ({r.points:g} point{'s' * (r.points != 1)})")
+        lines.append(f"{'passed' if r.passed else 'FAILED':6}  {r.grade_id}")
         if not r.passed:
             lines.append(f"        {r.error}")
     passed = sum(r.passed for r in results)
     lines.append(
-        f"{passed} of {len(results)} visible tests pass "
-        f"({sum(r.points for r in results if r.passed):g} of {sum(r.points for r in results):g}"
-        " points). Grading also runs hidden tests, and written answers are graded by hand."
+        f"visible checks: {passed} of {len(results)} passed; the grade also uses hidden tests"
+        " (and written answers are graded by hand)."
     )
     return "\n".join(lines)
 
