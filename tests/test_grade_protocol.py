@@ -14,6 +14,7 @@ from mlmcourse.grading.sandbox import protocol
 @pytest.mark.parametrize("value", [
     None, True, False, 0, -(10**30), 1.5, float("inf"), "", "héllo", b"\x00\xff",
     [1, "a", None], (1, (2.0, "x")), {"a": [1, 2], "b": {"c": None}},
+    np.float64(0.51), np.float32(-1.5), np.int64(3), np.uint8(7), np.bool_(True),
 ])
 def test_plain_values_round_trip_with_their_exact_type(value: object) -> None:
     back = protocol.decode(protocol.encode(value))
@@ -56,8 +57,13 @@ class T(torch.Tensor):
     pass
 
 
+class F64(np.float64):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
 NOT_PLAIN = [S("A"), AlwaysEqual(), {1: "int key"}, np.array([object()]), {1, 2},
-             torch.tensor([1.0]).as_subclass(T), lambda: 1]
+             torch.tensor([1.0]).as_subclass(T), lambda: 1, F64(1.0), np.datetime64(0, "s")]
 
 
 @pytest.mark.parametrize("value", NOT_PLAIN)
@@ -91,6 +97,8 @@ def _blob(data: bytes) -> bytes:
     b"A" + _blob(b"float64") + struct.pack(">Q", 1) + struct.pack(">Q", 3) + _blob(b"x" * 8),
     b"I" + _blob(b"1e5"),
     b"L" + struct.pack(">Q", 2**40),  # absurd length
+    b"G" + _blob(b"object") + _blob(b"x" * 8),  # a scalar of a dtype that is not a number
+    b"G" + _blob(b"float64") + _blob(b"x" * 3),  # a scalar of the wrong size
 ])
 def test_decoder_refuses_malformed_messages(payload: bytes) -> None:
     with pytest.raises(protocol.ProtocolError):
@@ -101,3 +109,28 @@ def test_decoder_limits_nesting_depth() -> None:
     payload = b"L" + struct.pack(">Q", 1)
     with pytest.raises(protocol.ProtocolError, match="deeper"):
         protocol.decode(payload * (protocol.MAX_DEPTH + 2) + b"N")
+
+
+def test_strings_that_are_not_valid_utf8_arrive_as_valid_text() -> None:
+    back = protocol.decode(protocol.encode("a\ud800b"))  # a lone surrogate
+    assert back == "a\ufffd\ufffd\ufffdb"
+    back.encode("utf-8")  # storable anywhere
+
+
+def test_decoder_counts_values_and_stops_at_the_deadline() -> None:
+    payload = protocol.encode([0] * 5000)
+    with pytest.raises(protocol.ProtocolError, match="more values"):
+        protocol.decode(payload, max_items=1000)
+    with pytest.raises(TimeoutError):
+        protocol.decode(payload, deadline=0.0)
+    assert protocol.decode(payload, max_items=5001) == [0] * 5000
+
+
+def test_frame_reader_refuses_an_over_long_frame_from_its_header() -> None:
+    reader = protocol.FrameReader(max_bytes=100)
+    with pytest.raises(protocol.ProtocolError, match="larger than the limit"):
+        reader.feed(struct.pack(">I", 101))
+    reader = protocol.FrameReader(max_bytes=100)
+    frame = protocol.frame(protocol.encode("hi"))
+    assert reader.feed(frame[:3]) is None and reader.needed() == 1
+    assert protocol.decode(reader.feed(frame[3:])) == "hi"

@@ -2,8 +2,9 @@
 
 A message is a frame: a 4-byte big-endian length, then a payload built by :func:`encode`. The
 payload can only describe plain data: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
-lists, tuples, dicts with ``str`` keys (an ``OrderedDict``, as ``state_dict()`` returns, arrives
-as a ``dict``), NumPy arrays of numbers and CPU torch tensors (raw bytes + dtype + shape), plus
+NumPy scalars of a number dtype (``np.float64(0.5)``, ``np.int64(3)``), lists, tuples, dicts
+with ``str`` keys (an ``OrderedDict``, as ``state_dict()`` returns, arrives as a ``dict``),
+NumPy arrays of numbers and CPU torch tensors (raw bytes + dtype + shape), plus
 two markers: :class:`Opaque` (a value of any other type, which fails every test) and
 :class:`Callable` (a function that stays in the sandbox). Nothing is ever unpickled.
 
@@ -38,6 +39,7 @@ _TORCH_DTYPES = {
     "complex64", "complex128", "bfloat16",
 }
 _HEADER = struct.Struct(">I")
+_NUMPY_SCALARS = {np.dtype(name).type for name in ALLOWED_DTYPES}
 
 
 class ProtocolError(Exception):
@@ -136,6 +138,8 @@ def _encode(value: Any, out: list[bytes], strict: bool, depth: int) -> None:
         for key, item in value.items():
             _encode(key, out, strict, depth + 1)
             _encode(item, out, strict, depth + 1)
+    elif kind in _NUMPY_SCALARS:  # exact NumPy scalar types only, never a subclass
+        out.append(b"G" + _blob(value.dtype.name.encode()) + _blob(value.tobytes()))
     elif kind is Opaque:
         out.append(b"O" + _blob(value.type_name.encode("utf-8", "replace")))
     elif kind is Callable:
@@ -262,6 +266,14 @@ class _Reader:
             return Callable(self.text()[:200])
         if tag in (b"A", b"P"):
             return self.array(tag == b"P")
+        if tag == b"G":
+            dtype = self.text()
+            if dtype not in ALLOWED_DTYPES:
+                raise ProtocolError(f"dtype {dtype!r} is not allowed")
+            raw = self.blob()
+            if len(raw) != np.dtype(dtype).itemsize:
+                raise ProtocolError("scalar bytes do not match its dtype")
+            return np.frombuffer(raw, dtype=dtype)[0]
         raise ProtocolError(f"unknown tag {tag!r}")
 
     def array(self, as_tensor: bool) -> Any:
