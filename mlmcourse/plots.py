@@ -35,9 +35,9 @@ FATE_COLOURS: dict[Fate, str] = {
 }
 FATE_LABELS: dict[Fate, str] = {
     Fate.NOT_SELECTED: "not selected (label -100)",
-    Fate.MASKED: "selected: [MASK]",
-    Fate.RANDOM: "selected: random token",
-    Fate.UNCHANGED: "selected: unchanged",
+    Fate.MASKED: "selected, [MASK]ed",
+    Fate.RANDOM: "selected, replaced by a random token",
+    Fate.UNCHANGED: "selected, kept unchanged (still scored)",
 }
 PROBS_TITLE = r"$\Pr_i^{W,\theta}(\cdot \mid \bar{x})$"
 TITLE_SIZE, LABEL_SIZE, TICK_SIZE, NOTE_SIZE = 13, 11, 10, 10
@@ -168,7 +168,7 @@ def plot_distribution(
 
 
 def plot_neg_log_curve(highlight: Sequence[float] | None = None, ax: Axes | None = None) -> Figure:
-    """The curve of -log p for p in (0, 1]: the loss of one masked position.
+    """The curve of -log p for p in (0, 1]: the loss of one selected position.
 
     Each probability in ``highlight`` is marked on the curve and annotated with its loss.
     """
@@ -201,7 +201,7 @@ def plot_neg_log_curve(highlight: Sequence[float] | None = None, ax: Axes | None
         ax,
         r"$p = \Pr_i^{W,\theta}(x_i \mid \bar{x})$, the true token's probability",
         "loss -log p (nats)",
-        "The loss of one masked position",
+        "The loss of one selected position",
     )
     return fig
 
@@ -272,7 +272,7 @@ def plot_masking_fates(
         fontsize=NOTE_SIZE,
         frameon=False,
     )
-    ax.set_title(r"Masking: which positions form $A(x)$", fontsize=TITLE_SIZE)
+    ax.set_title(r"Corruption: the selected positions $A(x)$ and their fates", fontsize=TITLE_SIZE)
     return fig
 
 
@@ -289,7 +289,7 @@ def plot_loss_curve(
 ) -> Figure:
     """The training loss per step, with an optional held-out loss and the uniform baseline.
 
-    ``history[k]`` is the (mean, per masked token) loss of training step ``k`` (steps count
+    ``history[k]`` is the (mean, per selected token) loss of training step ``k`` (steps count
     from 0); ``eval_history`` is a list of ``(step, loss)``. ``smooth`` is the window of a
     trailing moving average drawn over the raw curve (``None``: about 1/50 of the run;
     ``1``: no smoothing). ``vocab_size`` adds the line ``log V``, the loss of a model that
@@ -329,7 +329,7 @@ def plot_loss_curve(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=NOTE_SIZE)
-    _label(ax, "training step", "loss (nats per masked token)", "Training loss")
+    _label(ax, "training step", "loss (nats per selected position)", "Training loss")
     return fig
 
 
@@ -340,7 +340,7 @@ def plot_distribution_snapshots(
     ax: Axes | None = None,
     top: int | None = None,
 ) -> Figure:
-    """One masked position's Pr_i^{W,θ}(· | x̄) at several training steps, overlaid.
+    """One selected position's Pr_i^{W,θ}(· | x̄) at several training steps, overlaid.
 
     ``snapshots`` is a list of ``(step, probs)``; each is drawn as one line over the vocabulary
     (darker = later), and the true token's column is marked. ``top`` keeps only the ``top``
