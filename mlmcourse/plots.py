@@ -184,18 +184,24 @@ def plot_neg_log_curve(highlight: Sequence[float] | None = None, ax: Axes | None
     if points:
         q = np.array(points)
         ax.scatter(q, -np.log(q), color=TRUE_COLOUR, zorder=3)
-        for qi in points:
+        # Labels never overlap: from the largest p (lowest on the curve) to the smallest, each
+        # label sits at least one unit above the previous one, linked to its point by a line.
+        label_y = -math.inf
+        for qi in sorted(set(points), reverse=True):
+            label_y = max(-math.log(qi) + 0.9, label_y + 1.0)
             ax.annotate(
                 _neg_log_text(qi),
                 xy=(qi, -math.log(qi)),
-                xytext=(8, 8) if qi < 0.7 else (-8, 8),
-                textcoords="offset points",
-                ha="left" if qi < 0.7 else "right",
+                xytext=(qi + 0.03 if qi < 0.5 else qi - 0.03, label_y),
+                textcoords="data",
+                ha="left" if qi < 0.5 else "right",
+                va="bottom",
                 fontsize=NOTE_SIZE,
                 color=TRUE_COLOUR,
+                arrowprops={"arrowstyle": "-", "color": TRUE_COLOUR, "linewidth": 0.8},
             )
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 7.0)
+    ax.set_ylim(0, max(7.0, label_y + 1.0) if points else 7.0)
     ax.grid(alpha=0.3)
     _label(
         ax,
