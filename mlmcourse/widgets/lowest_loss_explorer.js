@@ -20,6 +20,14 @@ export function withTrueProbability(p, trueIndex, value) {
   });
 }
 
+/** JupyterLab's notebook shortcuts (arrows, Enter...) skip elements marked like this, so the
+ *  keys reach the explorer's sliders, buttons and radios. */
+export function keepKeys(root) {
+  root.querySelectorAll("input, button").forEach((n) => {
+    n.setAttribute("data-lm-suppress-shortcuts", "true");
+  });
+}
+
 function make(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -35,10 +43,8 @@ function render({ model, el }) {
   const trueIndex = model.get("true_index");
   const names = Object.keys(model.get("candidates"));
 
-  // data-lm-suppress-shortcuts: JupyterLab leaves the keys to the controls (arrows, Enter)
   const root = make("div", {
     class: "mlm-explorer mlm-lowest-loss-explorer", "data-true-index": String(trueIndex),
-    "data-lm-suppress-shortcuts": "true",
   });
   const form = make("fieldset");
   form.append(make(
@@ -97,6 +103,7 @@ function render({ model, el }) {
   root.append(form);
   const summary = make("div", { class: "mlm-summary", "aria-live": "polite" });
   root.append(summary);
+  keepKeys(root);
   el.append(root);
 
   function update() {

@@ -40,7 +40,8 @@ class KernelNote(anywidget.AnyWidget):
 
     text = traitlets.Unicode().tag(sync=True)
     container = traitlets.Unicode().tag(sync=True)
-    """CSS selector of the enclosing explorer (its controls keep the keyboard in JupyterLab)."""
+    """CSS selector of the enclosing explorer, whose buttons and inputs keep their keys in
+    JupyterLab."""
 
     def __init__(self, text: str, container: str, **kwargs: object) -> None:
         super().__init__(text=text, container=container, **kwargs)

@@ -62,6 +62,14 @@ export function corrupt(tokens, fates, picks, pool) {
   return { corrupted, labels };
 }
 
+/** JupyterLab's notebook shortcuts (arrows, Enter...) skip elements marked like this, so the
+ *  keys reach the explorer's sliders, buttons and radios. */
+export function keepKeys(root) {
+  root.querySelectorAll("input, button").forEach((n) => {
+    n.setAttribute("data-lm-suppress-shortcuts", "true");
+  });
+}
+
 function make(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -80,10 +88,7 @@ function render({ model, el }) {
   const uid = `mlm-ms-${++counter}`;
   const tokens = model.get("tokens");
   const special = tokens.map(isSpecial);
-  // data-lm-suppress-shortcuts: JupyterLab leaves the keys to the controls (arrows, Enter)
-  const root = make("div", {
-    class: "mlm-explorer mlm-masking-sampler", "data-lm-suppress-shortcuts": "true",
-  });
+  const root = make("div", { class: "mlm-explorer mlm-masking-sampler" });
   root.append(make("h4", {}, "Corrupting x into x̄"));
   const inputs = {};
   for (const [key, label, min, max, step] of SLIDERS) {
@@ -139,6 +144,7 @@ function render({ model, el }) {
   );
   const stats = make("div", { class: "mlm-summary", "aria-live": "polite" });
   root.append(stats);
+  keepKeys(root);
   el.append(root);
 
   function update() {

@@ -17,6 +17,14 @@ export function tokenLoss(probs, trueIndex) {
   return -Math.log(probs[trueIndex]);
 }
 
+/** JupyterLab's notebook shortcuts (arrows, Enter...) skip elements marked like this, so the
+ *  keys reach the explorer's sliders, buttons and radios. */
+export function keepKeys(root) {
+  root.querySelectorAll("input, button").forEach((n) => {
+    n.setAttribute("data-lm-suppress-shortcuts", "true");
+  });
+}
+
 function make(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -44,7 +52,6 @@ function render({ model, el }) {
   const trueIndex = model.get("true_index");
   const root = make("div", {
     class: "mlm-explorer mlm-softmax-explorer", role: "group", "data-true-index": String(trueIndex),
-    "data-lm-suppress-shortcuts": "true", // JupyterLab leaves the arrow keys to the sliders
   });
   root.setAttribute("aria-label", "Softmax explorer: logits, temperature and the loss");
   root.append(make("h4", {}, "Logits z_j → Pr_i^{W,θ}(· | x̄) = softmax(z / T)"));
@@ -97,6 +104,7 @@ function render({ model, el }) {
     make("br"), "Loss −log Pr_i^{W,θ}(x_i | x̄) = ", loss, " nats",
   );
   root.append(summary);
+  keepKeys(root);
   el.append(root);
 
   function update() {
