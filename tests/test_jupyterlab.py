@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SHOTS = ROOT / "artifacts" / "screenshots"
+SLOWEST = ("06_training_tiny_mlm.ipynb", "05_many_masks_one_objective.ipynb")
 RAW_MYST = ("{glue", ":::{", "{dropdown}", "{doc}`", "{ref}`", "{cite", "```{", "{admonition}")
 SETTINGS = {  # JupyterLab user settings: every cell in the DOM, no news or update checks
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
@@ -138,9 +139,10 @@ class Lesson:
         self.left_machine: list[str] = []
         self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
         self.page = self.context.new_page()
-        self.page.set_default_timeout(30_000)
+        self.page.set_default_timeout(60_000)
         self.page.route("**/*", self._route)
-        self.page.goto(f"{lab}lab/tree/{name}?reset", wait_until="load")
+        workspace = Path(name).stem  # one workspace per page: the pages do not share a layout
+        self.page.goto(f"{lab}lab/workspaces/{workspace}/tree/{name}?reset", wait_until="load")
         self.page.wait_for_function(
             "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
             " && window.jupyterapp.shell.currentWidget.sessionContext",
@@ -156,32 +158,40 @@ class Lesson:
             self.left_machine.append(url)
             route.abort()
 
-    def run_all(self) -> bool:
-        return self.page.evaluate(
-            """async () => {
+    def start_run_all(self) -> None:
+        """Start the Run All command once the kernel is ready; :meth:`ran` waits for it."""
+        self.page.evaluate(
+            """() => {
               const panel = window.jupyterapp.shell.currentWidget;
-              await panel.context.ready;
-              await panel.sessionContext.ready;
-              return await window.jupyterapp.commands.execute('notebook:run-all-cells');
+              window.mlmRunAll = (async () => {
+                await panel.context.ready;
+                await panel.sessionContext.ready;
+                return await window.jupyterapp.commands.execute('notebook:run-all-cells');
+              })();
             }"""
         )
+
+    def ran(self) -> bool:
+        return self.page.evaluate("() => window.mlmRunAll")
 
     def close(self) -> None:
         self.page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")
         self.context.close()
 
 
-@pytest.fixture
-def open_lesson(browser: object, lab: str) -> Iterator[Callable[[str], Lesson]]:
-    opened: list[Lesson] = []
-
-    def open_(name: str) -> Lesson:
-        opened.append(Lesson(browser, lab, name))
-        return opened[-1]
-
-    yield open_
-    for lesson in opened:
-        lesson.close()
+@pytest.fixture(scope="module")
+def lessons(browser: object, lab: str) -> Iterator[dict[str, Lesson]]:
+    """Every lesson open in its own page and running all its cells, all at once: the kernels
+    share the machine's cores, and each test waits only for its own lesson."""
+    opened = {}
+    try:
+        for name in sorted(LESSONS, key=lambda n: n not in SLOWEST):  # the slowest start first
+            opened[name] = Lesson(browser, lab, name)
+            opened[name].start_run_all()
+        yield opened
+    finally:
+        for lesson in opened.values():
+            lesson.close()
 
 
 # --- what every lesson must satisfy ----------------------------------------------------------
@@ -206,7 +216,7 @@ WAIT_FOR_MATH = """async () => {
 
 def check_lesson(lesson: Lesson) -> None:
     page, name = lesson.page, lesson.name
-    assert lesson.run_all(), f"{name}: Run All did not succeed"
+    assert lesson.ran(), f"{name}: Run All did not succeed"
     counts = page.evaluate(
         """() => window.jupyterapp.shell.currentWidget.content.widgets
              .filter((c) => c.model.type === 'code').map((c) => c.model.executionCount)"""
@@ -374,10 +384,8 @@ EXPECTED = {  # the explorers each lesson shows
 
 
 @pytest.mark.parametrize("name", LESSONS)
-def test_lesson_runs_and_reads_right_in_jupyterlab(
-    name: str, open_lesson: Callable[[str], Lesson]
-) -> None:
-    lesson = open_lesson(name)
+def test_lesson_runs_and_reads_right_in_jupyterlab(name: str, lessons: dict[str, Lesson]) -> None:
+    lesson = lessons[name]
     check_lesson(lesson)
     found = [cls for cls in EXPLORERS if lesson.page.locator(cls).count()]
     assert found == EXPECTED.get(name, []), f"{name}: explorers shown {found}"
