@@ -1,9 +1,9 @@
 """The MLM objective: Loss = -Σ_{i∈A(x)} log Pr_i^{W,θ}(x_i | x̄), in nats, minimised.
 
-For one masked position, the cross-entropy between the one-hot ``p_i^gold`` and the predicted
+For one selected position, the cross-entropy between the one-hot ``p_i^gold`` and the predicted
 distribution is ``-log Pr_i^{W,θ}(x_i | x̄)``: only the true token's probability matters.
-:func:`mlm_loss` sums this over every masked position (labels ``!= -100``); ``reduction="mean"``
-divides by the number of masked positions, which is what PyTorch's
+:func:`mlm_loss` sums this over every selected position (labels ``!= -100``); ``reduction="mean"``
+divides by the number of selected positions (of the whole batch), which is what PyTorch's
 ``cross_entropy(..., ignore_index=-100)`` reports. Maximising the summed log-likelihood
 (:func:`log_likelihood`) is the same objective with the opposite sign.
 """
@@ -84,9 +84,10 @@ def mlm_loss(
     Args:
         logits: shape (B, T, V) or (N, V), one logit per vocabulary word at each position.
         labels: shape (B, T) or (N,): the true id ``x_i`` at ``i ∈ A(x)``, ``ignore_index``
-            elsewhere (unmasked positions and padding never enter the loss).
+            elsewhere (unselected positions and padding never enter the loss).
         reduction: ``"sum"``, the textbook ``-Σ_{i∈A(x)} log Pr_i^{W,θ}(x_i | x̄)``;
-            ``"mean"``, that sum divided by the number of masked positions ``|A(x)|``;
+            ``"mean"``, that sum divided by the number of selected positions of the batch,
+            ``Σ_x |A(x)|``;
             ``"none"``, the per-position losses with 0 at ignored positions.
         ignore_index: the label of positions outside ``A(x)``.
 

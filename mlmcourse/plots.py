@@ -35,9 +35,9 @@ FATE_COLOURS: dict[Fate, str] = {
 }
 FATE_LABELS: dict[Fate, str] = {
     Fate.NOT_SELECTED: "not selected (label -100)",
-    Fate.MASKED: "selected: [MASK]",
-    Fate.RANDOM: "selected: random token",
-    Fate.UNCHANGED: "selected: unchanged",
+    Fate.MASKED: "selected, [MASK]ed",
+    Fate.RANDOM: "selected, replaced by a random token",
+    Fate.UNCHANGED: "selected, kept unchanged (still scored)",
 }
 PROBS_TITLE = r"$\Pr_i^{W,\theta}(\cdot \mid \bar{x})$"
 TITLE_SIZE, LABEL_SIZE, TICK_SIZE, NOTE_SIZE = 13, 11, 10, 10
@@ -168,7 +168,7 @@ def plot_distribution(
 
 
 def plot_neg_log_curve(highlight: Sequence[float] | None = None, ax: Axes | None = None) -> Figure:
-    """The curve of -log p for p in (0, 1]: the loss of one masked position.
+    """The curve of -log p for p in (0, 1]: the loss of one selected position.
 
     Each probability in ``highlight`` is marked on the curve and annotated with its loss.
     """
@@ -184,24 +184,30 @@ def plot_neg_log_curve(highlight: Sequence[float] | None = None, ax: Axes | None
     if points:
         q = np.array(points)
         ax.scatter(q, -np.log(q), color=TRUE_COLOUR, zorder=3)
-        for qi in points:
+        # Labels never overlap: from the largest p (lowest on the curve) to the smallest, each
+        # label sits at least one unit above the previous one, linked to its point by a line.
+        label_y = -math.inf
+        for qi in sorted(set(points), reverse=True):
+            label_y = max(-math.log(qi) + 0.9, label_y + 1.0)
             ax.annotate(
                 _neg_log_text(qi),
                 xy=(qi, -math.log(qi)),
-                xytext=(8, 8) if qi < 0.7 else (-8, 8),
-                textcoords="offset points",
-                ha="left" if qi < 0.7 else "right",
+                xytext=(qi + 0.03 if qi < 0.5 else qi - 0.03, label_y),
+                textcoords="data",
+                ha="left" if qi < 0.5 else "right",
+                va="bottom",
                 fontsize=NOTE_SIZE,
                 color=TRUE_COLOUR,
+                arrowprops={"arrowstyle": "-", "color": TRUE_COLOUR, "linewidth": 0.8},
             )
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 7.0)
+    ax.set_ylim(0, max(7.0, label_y + 1.0) if points else 7.0)
     ax.grid(alpha=0.3)
     _label(
         ax,
         r"$p = \Pr_i^{W,\theta}(x_i \mid \bar{x})$, the true token's probability",
         "loss -log p (nats)",
-        "The loss of one masked position",
+        "The loss of one selected position",
     )
     return fig
 
@@ -272,7 +278,7 @@ def plot_masking_fates(
         fontsize=NOTE_SIZE,
         frameon=False,
     )
-    ax.set_title(r"Masking: which positions form $A(x)$", fontsize=TITLE_SIZE)
+    ax.set_title(r"Corruption: the selected positions $A(x)$ and their fates", fontsize=TITLE_SIZE)
     return fig
 
 
@@ -289,7 +295,7 @@ def plot_loss_curve(
 ) -> Figure:
     """The training loss per step, with an optional held-out loss and the uniform baseline.
 
-    ``history[k]`` is the (mean, per masked token) loss of training step ``k`` (steps count
+    ``history[k]`` is the (mean, per selected token) loss of training step ``k`` (steps count
     from 0); ``eval_history`` is a list of ``(step, loss)``. ``smooth`` is the window of a
     trailing moving average drawn over the raw curve (``None``: about 1/50 of the run;
     ``1``: no smoothing). ``vocab_size`` adds the line ``log V``, the loss of a model that
@@ -329,7 +335,7 @@ def plot_loss_curve(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=NOTE_SIZE)
-    _label(ax, "training step", "loss (nats per masked token)", "Training loss")
+    _label(ax, "training step", "loss (nats per selected position)", "Training loss")
     return fig
 
 
@@ -337,14 +343,14 @@ def plot_distribution_snapshots(
     snapshots: Sequence[tuple[int, Any]],
     tokens: Sequence[str] | TokenLookup,
     true_index: int | torch.Tensor,
-    ax: Axes | None = None,
-    top: int | None = None,
+    top: int = 6,
 ) -> Figure:
-    """One masked position's Pr_i^{W,θ}(· | x̄) at several training steps, overlaid.
+    """One selected position's Pr_i^{W,θ}(· | x̄) at several training steps, one bar panel each.
 
-    ``snapshots`` is a list of ``(step, probs)``; each is drawn as one line over the vocabulary
-    (darker = later), and the true token's column is marked. ``top`` keeps only the ``top``
-    words most probable at the last snapshot (plus the true token), most probable first.
+    ``snapshots`` is a list of ``(step, probs)``. Each panel shows the ``top`` tokens most
+    probable at that step, most probable first, plus the true token (coloured) if it is not among
+    them: bars, since tokens have no order, and each step's own leaders, so the panels show what
+    the model favours at each stage. The panels share the probability axis.
     """
     if not snapshots:
         raise ValueError("snapshots is empty: pass a list of (step, probs) pairs.")
@@ -353,33 +359,34 @@ def plot_distribution_snapshots(
     for step, p in curves:
         _vocab_size(tokens, p.size, f"probs at step {step}")
     true_index = _true_id(true_index, size)
-    ids = _shown_ids(curves[-1][1], true_index, top)
-    fig, ax = _axes(ax, (max(5.0, min(14.0, 0.45 * len(ids) + 2)), 3.8))
-    x = np.arange(len(ids))
-    colours = plt.get_cmap("viridis")(np.linspace(0.9, 0.1, len(curves)))
-    marker = "o" if len(ids) <= 40 else None
-    for (step, p), colour in zip(curves, colours, strict=True):
-        ax.plot(
-            x,
-            p[ids],
-            marker=marker,
-            markersize=4,
-            color=colour,
-            label=f"step {step}: Pr(true) = {p[true_index]:.3f}",
+    shown = [_shown_ids(p, true_index, top) for _, p in curves]
+    fig, axes = plt.subplots(
+        1,
+        len(curves),
+        figsize=(min(16.0, 2.4 * len(curves) + 1.0), 3.6),
+        sharey=True,
+        layout="constrained",
+        squeeze=False,
+    )
+    plt.close(fig)
+    for ax, (step, p), ids in zip(axes[0], curves, shown, strict=True):
+        colours = [TRUE_COLOUR if j == true_index else BAR_COLOUR for j in ids]
+        ax.bar(range(len(ids)), p[ids], color=colours, edgecolor="#333333", linewidth=0.5)
+        ax.set_xticks(
+            range(len(ids)),
+            [token_name(tokens, j) for j in ids],
+            rotation=60,
+            ha="right",
+            fontsize=TICK_SIZE,
         )
-    k = ids.index(true_index)
-    ax.axvline(k, color=TRUE_COLOUR, linestyle="--", linewidth=1.2, zorder=0)
-    if len(ids) <= 40:
-        labels = [token_name(tokens, j) for j in ids]
-        ax.set_xticks(x, labels, rotation=45, ha="right")
-        ax.get_xticklabels()[k].set_color(TRUE_COLOUR)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=NOTE_SIZE)
-    _label(
-        ax,
-        f"vocabulary word (true token {token_name(tokens, true_index)!r} dashed)",
-        "probability",
-        PROBS_TITLE + " sharpening during training",
+        ax.get_xticklabels()[ids.index(true_index)].set_color(TRUE_COLOUR)
+        ax.set_title(f"step {step}\nPr(true) = {p[true_index]:.3f}", fontsize=LABEL_SIZE)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("probability", fontsize=LABEL_SIZE)
+    tallest = max(float(p[ids].max()) for (_, p), ids in zip(curves, shown, strict=True))
+    axes[0][0].set_ylim(0, 1.1 * tallest)
+    fig.suptitle(
+        PROBS_TITLE + f" during training (true token {token_name(tokens, true_index)!r} coloured)",
+        fontsize=TITLE_SIZE,
     )
     return fig

@@ -2,7 +2,7 @@
 
 Each step draws a batch of sentences x, corrupts them into x̄ with fresh random masks
 (:func:`mlmcourse.masking.mask_tokens`), and takes one AdamW step on
-``mlm_loss(logits, labels, reduction="mean")``: the mean over the masked positions A(x) of
+``mlm_loss(logits, labels, reduction="mean")``: the mean over the selected positions A(x) of
 ``-log Pr_i^{W,θ}(x_i|x̄)``, in nats.
 """
 
@@ -37,7 +37,7 @@ makes every step many times slower while the threads wait for each other."""
 class TrainingHistory:
     """What happened during :func:`train`.
 
-    ``losses[k]`` is the mean MLM loss (nats per masked token) of the batch of step ``k + 1``;
+    ``losses[k]`` is the mean MLM loss (nats per selected position) of the batch of step ``k + 1``;
     ``eval_losses`` holds ``(step, held-out loss)`` pairs, step 0 being before training;
     ``seconds`` is the wall-clock training time.
     """
@@ -180,9 +180,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Held-out MLM loss and accuracy of ``model`` on ``sentences``, with seeded masks.
 
-    Returns ``{"loss": mean -log Pr_i^{W,θ}(x_i|x̄) over masked positions (nats),
-    "accuracy": share of masked positions where the most probable token is x_i,
-    "n": number of masked positions}``. The model runs in eval mode; its mode is restored.
+    Returns ``{"loss": mean -log Pr_i^{W,θ}(x_i|x̄) over selected positions (nats),
+    "accuracy": share of selected positions where the most probable token is x_i,
+    "n": number of selected positions}``. The model runs in eval mode; its mode is restored.
     """
     _check_model_and_vocab(model, vocab)
     device = torch.device(device or next(model.parameters()).device)
@@ -216,9 +216,9 @@ def evaluate(
 def _masked_loss(
     model: TinyMLM, corrupted: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """``mlm_loss(model(x̄), labels, "mean")``, applying W only at the masked positions A(x).
+    """``mlm_loss(model(x̄), labels, "mean")``, applying W only at the selected positions A(x).
 
-    Unmasked positions never enter the loss, so skipping their logits gives the same value and
+    Unselected positions never enter the loss, so skipping their logits gives the same value and
     the same gradients, faster.
     """
     selected = labels != IGNORE_INDEX

@@ -1,7 +1,7 @@
 """Train TinyMLM from scratch on the shipped corpus and save a checkpoint.
 
 The model is trained on the corpus' train split, measured on the held-out split (mean
--log Pr_i^{W,θ}(x_i|x̄) over masked tokens, in nats, and masked-token accuracy), then saved.
+-log Pr_i^{W,θ}(x_i|x̄) over selected positions, in nats, and their accuracy), then saved.
 The package's own checkpoint is only replaced if --out points at it.
 """
 

@@ -207,7 +207,7 @@ def check_lowest_loss_explorer(root: object) -> None:
     lowest = min(losses, key=losses.__getitem__)
     assert root.locator(".mlm-candidate-loss:visible").count() == 0  # nothing shown before a pick
     pick = cards[-1]
-    pick.locator("label").click()
+    pick.locator("label").first.click()
     name = pick.get_attribute("data-name")
     assert root.locator(".mlm-summary .mlm-loss").text_content() == f"{losses[name]:.3f}"
     for c in cards:
@@ -216,6 +216,17 @@ def check_lowest_loss_explorer(root: object) -> None:
         assert line.is_visible()
     marked = root.locator(".mlm-candidate:has(.mlm-lowest)")
     assert marked.count() == 1 and marked.get_attribute("data-name") == lowest
+    # the edit slider: the true token's share moves, the other entries keep their proportions
+    before = [float(x) for x in pick.get_attribute("data-probs").strip("[]").split(",")]
+    pick.locator("input.mlm-edit").press("ArrowDown")
+    after = [float(x) for x in pick.get_attribute("data-probs").strip("[]").split(",")]
+    assert after[true_index] == pytest.approx(round(before[true_index], 2) - 0.01)
+    assert sum(after) == pytest.approx(1.0)
+    assert root.locator(".mlm-summary .mlm-loss").text_content() == (
+        f"{-math.log(after[true_index]):.3f}"
+    )
+    widths = {round(t.bounding_box()["width"], 1) for t in root.locator(".mlm-bar-track").all()}
+    assert len(widths) == 1, f"the bars are drawn to different scales: track widths {widths}"
 
 
 def _shown_fates(root: object) -> list[int]:
@@ -239,6 +250,10 @@ def _expected_fates(root: object) -> list[int]:
 
 
 def check_masking_sampler(root: object) -> None:
+    assert _shown_fates(root) == _expected_fates(root)
+    seed = int(root.get_attribute("data-seed"))
+    root.locator("input.mlm-seed").press("ArrowUp")
+    assert int(root.get_attribute("data-seed")) == seed + 1
     assert _shown_fates(root) == _expected_fates(root)
     draws = int(root.get_attribute("data-draws"))
     root.locator("button.mlm-resample").focus()

@@ -65,3 +65,32 @@ def test_lesson_notebook_executes_without_error(path: Path) -> None:
         if out.get("output_type") == "error"
     ]
     assert not errors
+
+
+# MyST-only syntax that JupyterLab shows raw; lessons use plain Markdown, <details> and
+# IPython.display.Markdown instead (tests/test_jupyterlab.py checks the rendered result).
+MYST_ONLY = ("{glue", ":::{", "```{", "{doc}`", "{ref}`", "{cite", "{numref}`", "{term}`")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_markdown_reads_the_same_in_jupyterlab(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    found = [syntax for syntax in MYST_ONLY if syntax in markdown]
+    assert not found, f"{path.name}: MyST-only syntax JupyterLab would show raw: {found}"
+    assert not any(line.startswith(": ") for line in markdown.splitlines()), (
+        f"{path.name}: a MyST definition list (JupyterLab shows it as plain text)"
+    )
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "myst_nb" not in code, f"{path.name}: glue works only in the book; use Markdown(...)"
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "Markdown(" in cell.source:
+            assert "remove-input" in cell.metadata.get("tags", []), (
+                f"{path.name}: a cell that renders prose must be tagged remove-input"
+            )
+            assert cell.metadata.get("jupyter", {}).get("source_hidden"), (
+                f"{path.name}: a cell that renders prose must hide its code in JupyterLab"
+            )
+    text = markdown + code
+    if "Check yourself" in text:
+        assert text.count("<summary>Answer</summary>") >= 3, f"{path.name}: answers not folded"

@@ -175,26 +175,28 @@ def test_loss_curve_errors() -> None:
         plot_loss_curve([1.0, 2.0], smooth=0)
 
 
-def test_distribution_snapshots_overlaid() -> None:
+def test_distribution_snapshots_one_bar_panel_per_step() -> None:
     snapshots = [
         (step, softmax(torch.tensor([0.0, 0.5, step / 50, 0.2, 0.1, 0.3])))
         for step in (0, 100, 300)
     ]
-    fig = plot_distribution_snapshots(snapshots, TOKENS, true_index=2)
-    ax = fig.axes[0]
-    assert len(ax.lines) == len(snapshots) + 1, "one line per snapshot, one marker line"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    for (step, p), label in zip(snapshots, labels, strict=True):
-        assert label == f"step {step}: Pr(true) = {float(p[2]):.3f}"
-    first, last = (float(ax.lines[i].get_ydata()[2]) for i in (0, 2))
-    assert last > first
-    assert ax.get_xticklabels()[2].get_color() == TRUE_COLOUR
+    fig = plot_distribution_snapshots(snapshots, TOKENS, true_index=2, top=3)
+    assert len(fig.axes) == len(snapshots)
+    for ax, (step, p) in zip(fig.axes, snapshots, strict=True):
+        assert ax.get_title() == f"step {step}\nPr(true) = {float(p[2]):.3f}"
+        assert not ax.lines, "bars, not lines: the tokens have no order"
+        heights = [bar.get_height() for bar in ax.patches]
+        names = [t.get_text() for t in ax.get_xticklabels()]
+        expected = sorted(range(6), key=lambda j: -float(p[j]))[:3]
+        if 2 not in expected:
+            expected.append(2)
+        assert names == [TOKENS[j] for j in expected]
+        assert heights == pytest.approx([float(p[j]) for j in expected])
+        assert ax.get_xticklabels()[names.index("cat")].get_color() == TRUE_COLOUR
+    assert fig.axes[-1].patches[0].get_height() > fig.axes[0].patches[-1].get_height()
 
 
-def test_distribution_snapshots_top_and_errors() -> None:
-    snapshots = [(0, torch.full((6,), 1 / 6)), (10, PROBS)]
-    fig = plot_distribution_snapshots(snapshots, TOKENS, true_index=0, top=2)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "mat", "[PAD]"]
+def test_distribution_snapshots_errors() -> None:
     with pytest.raises(ValueError, match="snapshots is empty"):
         plot_distribution_snapshots([], TOKENS, 0)
     with pytest.raises(ValueError, match="probs at step 5 has 3 entries but tokens has 6"):

@@ -63,13 +63,23 @@ def test_lowest_loss_explorer_mirrors_losses() -> None:
     w = LowestLossExplorer(["cat", "dog", "mat"], candidates, true_index=0)
     assert w.losses == pytest.approx({k: -math.log(p[0]) for k, p in candidates.items()})
     assert w.lowest == "C"
-    w.selected = "B"
-    assert w.selected == "B"
+    w.picked = "B"
+    assert w.picked == "B"
     w.true_index = 2
     assert w.losses == pytest.approx({k: -math.log(p[2]) for k, p in candidates.items()})
     assert w.lowest == "B"
     with pytest.raises(Exception, match="not a candidate"):
-        w.selected = "Z"
+        w.picked = "Z"
+
+
+def test_lowest_loss_explorer_follows_an_edited_candidate() -> None:
+    """What the edit slider does in the browser: the true token's share changes, the rest keep
+    their proportions; the losses and the lowest candidate follow."""
+    w = LowestLossExplorer(["cat", "dog", "mat"], {"A": [0.6, 0.3, 0.1], "B": [0.5, 0.1, 0.4]}, 0)
+    assert w.lowest == "A"
+    w.candidates = {**w.candidates, "B": [0.8, 0.04, 0.16]}
+    assert w.losses["B"] == pytest.approx(-math.log(0.8))
+    assert w.lowest == "B"
 
 
 def test_lowest_loss_explorer_rejects_an_invalid_distribution() -> None:
@@ -91,6 +101,28 @@ def test_masking_sampler_mirrors_the_fates() -> None:
         if fate in (Fate.NOT_SELECTED, Fate.UNCHANGED):
             assert shown == token
     assert w.fates[0] == w.fates[-1] == Fate.NOT_SELECTED  # [CLS] and [SEP] are never selected
+
+
+def test_masking_sampler_draws_random_replacements_from_the_vocabulary() -> None:
+    from mlmcourse.vocab import Vocabulary
+
+    vocab = Vocabulary.from_corpus()
+    w = MaskingSampler(SENTENCE, seed=3, mlm_probability=1.0, mask_prob=0.0, random_prob=1.0)
+    assert w.replacements == [t for t in vocab.tokens if not t.startswith("[")]
+    w.resample(20)
+    shown = {t for t, f in zip(w.corrupted, w.fates, strict=True) if f == Fate.RANDOM}
+    assert shown and shown <= set(w.replacements)
+    assert not shown <= set(SENTENCE)  # not only the sentence's own words
+    small = MaskingSampler(SENTENCE, vocab=["[PAD]", "ant", "bee"])
+    assert small.replacements == ["ant", "bee"]
+    with pytest.raises(ValueError, match="no ordinary token"):
+        MaskingSampler(SENTENCE, vocab=["[PAD]"])
+
+
+def test_masking_sampler_follows_its_seed() -> None:
+    w = MaskingSampler(SENTENCE, seed=7)
+    w.seed = 11
+    assert w.fates == [int(f) for f in sample_fates(SENTENCE, 0.15, 0.8, 0.1, 11, 1)[-1].fates]
 
 
 def test_masking_sampler_counts_approach_the_expected_shares() -> None:
@@ -225,3 +257,14 @@ def test_mask_predict_explorer_uses_the_pretrained_model() -> None:
     assert pred.word == "cat" and 0.0 < pred.true_probability <= 1.0
     assert len(pred.top) == 5
     assert "mlm-mask-predict" in w._dom_classes
+
+
+def test_mask_predict_note_hides_itself_when_a_kernel_answers() -> None:
+    """The browser pings the note's model; only a live kernel answers, and the note then hides."""
+    model, vocab = _tiny_model()
+    w = MaskPredictExplorer("the cat sat", model=model, vocab=vocab)
+    sent = []
+    w.note.send = sent.append
+    w.note._handle_custom_msg({"kind": "ping"}, [])
+    assert sent == [{"kind": "live"}]
+    assert "needs a live kernel" in w.note.text

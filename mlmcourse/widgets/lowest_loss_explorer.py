@@ -1,9 +1,10 @@
 """LowestLossExplorer: which of several outputs Pr_i^{W,θ}(· | x̄) gives the lowest loss?
 
-Each candidate is a distribution over the same tokens for one masked position ``i``; its loss is
-``-log Pr_i(x_i | x̄)`` (nats), which depends on the true token's share alone. The browser shows
-the losses after the reader picks one; this class mirrors them in ``losses`` with
-:func:`mlmcourse.loss.token_cross_entropy`.
+Each candidate is a distribution over the same tokens for one selected position ``i``; its loss is
+``-log Pr_i^{W,θ}(x_i | x̄)`` (nats), which depends on the true token's share alone. The browser
+shows the losses after the reader picks one, and lets the reader edit a candidate's probability of
+the true token (the other entries keep their proportions); this class mirrors the candidates and
+their losses in ``candidates`` and ``losses`` with :func:`mlmcourse.loss.token_cross_entropy`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mlmcourse.widgets._assets import CSS, esm
 
 
 class LowestLossExplorer(anywidget.AnyWidget):
-    """Candidate distributions for one masked word; pick one, see its loss and the lowest.
+    """Candidate distributions for one selected position; pick one, see its loss and the lowest.
 
     Display it as the last expression of a cell.
     """
@@ -29,10 +30,10 @@ class LowestLossExplorer(anywidget.AnyWidget):
     tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     candidates = traitlets.Dict().tag(sync=True)
     true_index = traitlets.Int(0).tag(sync=True)
-    selected = traitlets.Unicode("").tag(sync=True)
+    picked = traitlets.Unicode("").tag(sync=True)
     """The candidate the reader picked ("" before a pick)."""
     losses = traitlets.Dict().tag(sync=True)
-    """Candidate name -> -log Pr_i(x_i | x̄) in nats (output)."""
+    """Candidate name -> -log Pr_i^{W,θ}(x_i | x̄) in nats (output)."""
     lowest = traitlets.Unicode("").tag(sync=True)
     """The name of the candidate with the lowest loss (output)."""
 
@@ -55,12 +56,12 @@ class LowestLossExplorer(anywidget.AnyWidget):
     def _on_input(self, _change: dict) -> None:
         self._recompute()
 
-    @traitlets.validate("selected")
-    def _valid_selected(self, proposal: dict) -> str:
+    @traitlets.validate("picked")
+    def _valid_picked(self, proposal: dict) -> str:
         name = proposal["value"]
         if name and name not in self.candidates:
             raise traitlets.TraitError(
-                f"selected={name!r} is not a candidate; choose one of {sorted(self.candidates)}."
+                f"picked={name!r} is not a candidate; choose one of {sorted(self.candidates)}."
             )
         return name
 

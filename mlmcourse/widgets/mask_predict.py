@@ -1,9 +1,10 @@
 """MaskPredictExplorer: mask words of a sentence and read the pretrained model's predictions.
 
 Unlike the other explorers this one runs the model, so it needs a live kernel (plain
-ipywidgets). In the static book it shows its initial state and a note saying how to get a kernel.
-For every masked position ``i`` it shows the top-k of ``Pr_i^{W,θ}(· | x̄)``, the true word's
-probability ``Pr_i^{W,θ}(x_i | x̄)`` and its loss ``-log Pr_i^{W,θ}(x_i | x̄)`` (nats).
+ipywidgets). In the static book it shows its initial state and a note saying how to get a kernel;
+in a live kernel the note hides itself (:class:`KernelNote`). For every ``[MASK]``ed position ``i``
+(a selected position whose fate is ``[MASK]``) it shows the top-k of ``Pr_i^{W,θ}(· | x̄)``, the
+true word's probability ``Pr_i^{W,θ}(x_i | x̄)`` and its loss ``-log Pr_i^{W,θ}(x_i | x̄)`` (nats).
 """
 
 from __future__ import annotations
@@ -13,20 +14,47 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
 from mlmcourse.distribution import top_k
 from mlmcourse.vocab import MASK, tokenize
+from mlmcourse.widgets._assets import CSS, esm
 
 STATIC_NOTE = (
     "This explorer runs the model, so it needs a live kernel: use the launch button (the rocket "
-    "at the top of the page) or open the notebook in Jupyter, then click words to mask them."
+    "at the top of the page) or open the notebook in Jupyter, then click words to [MASK] them."
 )
+
+
+class KernelNote(anywidget.AnyWidget):
+    """A note that only shows where no kernel answers: in the static book.
+
+    The browser asks the kernel for a reply when it draws the note; a live kernel answers and the
+    note hides itself. It also tells JupyterLab to leave the keys to the enclosing ``container``.
+    """
+
+    _esm = esm("kernel_note.js")
+    _css = CSS
+
+    text = traitlets.Unicode().tag(sync=True)
+    container = traitlets.Unicode().tag(sync=True)
+    """CSS selector of the enclosing explorer, whose buttons and inputs keep their keys in
+    JupyterLab."""
+
+    def __init__(self, text: str, container: str, **kwargs: object) -> None:
+        super().__init__(text=text, container=container, **kwargs)
+        self.on_msg(self._answer)
+
+    def _answer(self, _widget: object, content: object, _buffers: object) -> None:
+        if isinstance(content, dict) and content.get("kind") == "ping":
+            self.send({"kind": "live"})
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """What the model says at one masked position ``i`` of ``x̄`` (``i`` counts ``[CLS]`` as 0)."""
+    """What the model says at one [MASK]ed position ``i`` of ``x̄`` (``i`` counts ``[CLS]`` as 0)."""
 
     position: int
     word: str
@@ -36,7 +64,7 @@ class Prediction:
 
 
 class MaskPredictExplorer(widgets.VBox):
-    """One toggle button per word; the pressed ones are replaced by ``[MASK]`` in ``x̄``.
+    """One toggle button per word; the pressed ones are ``[MASK]``ed in ``x̄``.
 
     ``model`` and ``vocab`` default to :func:`mlmcourse.model.load_pretrained`. ``masked`` gives
     the word indices (0 = first word) masked at the start. Display it as the last expression
@@ -73,19 +101,19 @@ class MaskPredictExplorer(widgets.VBox):
         for toggle in self.toggles:
             toggle.observe(self._on_toggle, names="value")
         self.output = widgets.HTML()
-        note = widgets.HTML(f'<p class="mlm-static-note"><em>{html.escape(STATIC_NOTE)}</em></p>')
-        super().__init__([widgets.HBox(self.toggles), self.output, note])
+        self.note = KernelNote(STATIC_NOTE, container=".mlm-mask-predict")
+        super().__init__([widgets.HBox(self.toggles), self.output, self.note])
         self.add_class("mlm-mask-predict")
         self.predictions: list[Prediction] = []
         self._update()
 
     @property
     def masked(self) -> list[int]:
-        """Indices of the masked words (0 = first word after ``[CLS]``)."""
+        """Indices of the ``[MASK]``ed words (0 = first word after ``[CLS]``)."""
         return [j for j, t in enumerate(self.toggles) if t.value]
 
     def corrupted_text(self) -> str:
-        """``x̄`` as text: the masked words replaced by ``[MASK]``."""
+        """``x̄`` as text: the pressed words replaced by ``[MASK]``."""
         masked = set(self.masked)
         return " ".join(MASK if j in masked else w for j, w in enumerate(self.words))
 
@@ -117,7 +145,7 @@ class MaskPredictExplorer(widgets.VBox):
 def _render(corrupted: str, predictions: list[Prediction]) -> str:
     head = f"<p>x̄ = <code>{html.escape(corrupted)}</code></p>"
     if not predictions:
-        return head + "<p>Click a word to mask it and see what the model predicts there.</p>"
+        return head + "<p>Click a word to [MASK] it and see what the model predicts there.</p>"
     rows = []
     for pred in predictions:
         top = ", ".join(
@@ -132,9 +160,9 @@ def _render(corrupted: str, predictions: list[Prediction]) -> str:
     return (
         head
         + '<table class="mlm-predictions"><tr><th>i</th><th>true word x<sub>i</sub></th>'
-        + "<th>Pr<sub>i</sub>(x<sub>i</sub> | x̄)</th>"
-        + "<th>−log Pr<sub>i</sub>(x<sub>i</sub> | x̄)</th>"
+        + "<th>Pr<sub>i</sub><sup>W,θ</sup>(x<sub>i</sub> | x̄)</th>"
+        + "<th>−log Pr<sub>i</sub><sup>W,θ</sup>(x<sub>i</sub> | x̄)</th>"
         + f"<th>top-{len(predictions[0].top)}</th></tr>"
         + "".join(rows)
-        + f"</table><p>Loss, summed over the masked positions: <b>{total:.3f}</b> nats.</p>"
+        + f"</table><p>Loss, summed over the [MASK]ed positions: <b>{total:.3f}</b> nats.</p>"
     )

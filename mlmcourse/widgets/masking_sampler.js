@@ -1,13 +1,13 @@
-// MaskingSampler front end: pick the fate of every token of x (not selected / [MASK] / random /
-// unchanged) with a seeded PRNG, show the corrupted input x̄ and the labels, and count the fates
-// over many resamples. mlmcourse/widgets/prng.py implements the same steps, so a kernel user
+// MaskingSampler front end: pick the fate of every token of x (not selected / [MASK]ed / replaced
+// by a random vocabulary token / unchanged) with a seeded PRNG, show the corrupted input x̄ and the
+// labels, and count the fates over many resamples. mlmcourse/widgets/prng.py implements the same steps, so a kernel user
 // sees exactly the same fates for a seed.
 
 export const NOT_SELECTED = 0;
 export const MASKED = 1;
 export const RANDOM = 2;
 export const UNCHANGED = 3;
-const FATE_NAMES = ["not selected", "masked", "random", "unchanged"];
+const FATE_NAMES = ["not selected", "[MASK]ed", "random", "unchanged"];
 
 /** mulberry32: a small 32-bit PRNG; returns a function giving floats in [0, 1). */
 export function mulberry32(seed) {
@@ -62,6 +62,14 @@ export function corrupt(tokens, fates, picks, pool) {
   return { corrupted, labels };
 }
 
+/** JupyterLab's notebook shortcuts (arrows, Enter...) skip elements marked like this, so the
+ *  keys reach the explorer's sliders, buttons and radios. */
+export function keepKeys(root) {
+  root.querySelectorAll("input, button").forEach((n) => {
+    n.setAttribute("data-lm-suppress-shortcuts", "true");
+  });
+}
+
 function make(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -100,6 +108,20 @@ function render({ model, el }) {
     root.append(row);
     inputs[key] = { input, out };
   }
+  const seedRow = make("div", { class: "mlm-row" });
+  const seedInput = make("input", {
+    type: "number", id: `${uid}-seed`, class: "mlm-seed", min: "0", max: "4294967295", step: "1",
+  });
+  seedInput.value = String(model.get("seed"));
+  seedInput.addEventListener("input", () => {
+    const seed = Number.parseInt(seedInput.value, 10);
+    if (Number.isInteger(seed) && seed >= 0) {
+      model.set("seed", seed);
+      model.save_changes();
+    }
+  });
+  seedRow.append(make("label", { for: `${uid}-seed` }, "seed"), seedInput);
+  root.append(seedRow);
   const buttons = make("div");
   const once = make("button", { type: "button", class: "mlm-resample" }, "Resample");
   const many = make("button", { type: "button", class: "mlm-resample-100" }, "Resample ×100");
@@ -122,6 +144,7 @@ function render({ model, el }) {
   );
   const stats = make("div", { class: "mlm-summary", "aria-live": "polite" });
   root.append(stats);
+  keepKeys(root);
   el.append(root);
 
   function update() {
@@ -131,6 +154,7 @@ function render({ model, el }) {
       mask_prob: model.get("mask_prob"),
       random_prob: model.get("random_prob"),
     };
+    if (Number(seedInput.value) !== settings.seed) seedInput.value = String(settings.seed);
     for (const [key, { input, out }] of Object.entries(inputs)) {
       if (Number(input.value) !== settings[key]) input.value = String(settings[key]);
       out.textContent = settings[key].toFixed(2);
@@ -175,7 +199,7 @@ function render({ model, el }) {
     };
     line("selected (of eligible tokens)", selected, eligible, settings.mlm_probability);
     const rest = Math.max(0, 1 - settings.mask_prob - settings.random_prob);
-    line("→ [MASK] (of selected)", counts[1], selected, Math.min(1, settings.mask_prob));
+    line("→ [MASK]ed (of selected)", counts[1], selected, Math.min(1, settings.mask_prob));
     line("→ random (of selected)", counts[2], selected,
       Math.min(settings.random_prob, 1 - Math.min(1, settings.mask_prob)));
     line("→ unchanged (of selected)", counts[3], selected, rest);

@@ -1,12 +1,15 @@
 """MaskingSampler: corrupt ``x`` into ``x̄`` again and again, and count the fates.
 
 Sliders set the selection probability (about 15%) and the shares of the selected positions that
-become ``[MASK]`` (80%), a random word (10%) or stay unchanged (the rest); "Resample" draws new
-fates from a seeded PRNG in the browser. This class mirrors the same draws
-(:mod:`mlmcourse.widgets.prng`) in ``fates``, ``corrupted``, ``labels`` and ``counts``.
+are ``[MASK]``ed (80%), replaced by a random token of the vocabulary (10%) or kept unchanged (the
+rest); a number box sets the seed, and "Resample" draws new fates from the seeded PRNG in the
+browser. This class mirrors the same draws (:mod:`mlmcourse.widgets.prng`) in ``fates``,
+``corrupted``, ``labels`` and ``counts``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import anywidget
 import traitlets
@@ -20,8 +23,10 @@ class MaskingSampler(anywidget.AnyWidget):
     """Seeded masking of one sentence, resampled on demand, with running counts of the fates.
 
     ``fates`` holds one :class:`mlmcourse.masking.Fate` value per token (0 not selected,
-    1 ``[MASK]``, 2 random word, 3 unchanged) for the latest resample; ``draws`` counts the
-    resamples made so far (the counts are over all of them).
+    1 ``[MASK]``ed, 2 replaced by a random token, 3 unchanged) for the latest resample; ``draws``
+    counts the resamples made so far (the counts are over all of them). Random replacements are
+    drawn from the non-special tokens of ``vocab`` (a :class:`mlmcourse.vocab.Vocabulary` or a
+    list of tokens; by default the course's vocabulary), as ``mask_tokens`` does.
     Display it as the last expression of a cell.
     """
 
@@ -35,14 +40,15 @@ class MaskingSampler(anywidget.AnyWidget):
     seed = traitlets.Int(0).tag(sync=True)
     draws = traitlets.Int(1).tag(sync=True)
     replacements = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    """The words a position can be replaced by when its fate is "random"."""
+    """The non-special tokens of the vocabulary, which a "random" fate draws from uniformly."""
     fates = traitlets.List(traitlets.Int()).tag(sync=True)
     corrupted = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """``x̄`` of the latest resample (output)."""
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """The true token on ``A(x)`` and ``"-100"`` elsewhere (output)."""
     counts = traitlets.Dict().tag(sync=True)
-    """Over all resamples: eligible (non-special) tokens, selected, masked, random, unchanged."""
+    """Over all resamples: eligible (non-special) tokens, selected, and the selected ones by fate:
+    ``masked`` (``[MASK]``ed), ``random``, ``unchanged``."""
 
     def __init__(
         self,
@@ -51,13 +57,14 @@ class MaskingSampler(anywidget.AnyWidget):
         mask_prob: float = 0.8,
         random_prob: float = 0.1,
         seed: int = 0,
+        vocab: object = None,
         **kwargs: object,
     ) -> None:
         tokens = list(tokens)
         if not any(not is_special(t) for t in tokens):
             raise ValueError("tokens has no ordinary word; give a sentence such as 'the cat sat'.")
-        kwargs.setdefault("replacements", sorted({t for t in tokens if not is_special(t)}))
         super().__init__(
+            replacements=_replacement_pool(vocab),
             tokens=tokens,
             mlm_probability=mlm_probability,
             mask_prob=mask_prob,
@@ -110,3 +117,20 @@ class MaskingSampler(anywidget.AnyWidget):
             "random": tally[Fate.RANDOM],
             "unchanged": tally[Fate.UNCHANGED],
         }
+
+
+def _replacement_pool(vocab: object) -> list[str]:
+    """The non-special tokens of ``vocab`` (the course's vocabulary when ``vocab`` is None)."""
+    if vocab is None:
+        from mlmcourse.vocab import Vocabulary
+
+        vocab = Vocabulary.from_corpus()
+    tokens = vocab.tokens if hasattr(vocab, "tokens") else vocab
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(
+            f"vocab must be a Vocabulary or a list of tokens, not {type(vocab).__name__}."
+        )
+    pool = [t for t in tokens if not is_special(t)]
+    if not pool:
+        raise ValueError("vocab has no ordinary token to draw random replacements from.")
+    return pool

@@ -1,5 +1,6 @@
 // SoftmaxExplorer front end: drag the logits z_j and the temperature T, watch
-// Pr_i(. | x̄) = softmax(z / T), the true token's probability Pr_i(x_i | x̄) and the loss -log of it.
+// Pr_i^{W,θ}(. | x̄) = softmax(z / T), the true token's probability Pr_i^{W,θ}(x_i | x̄) and the
+// loss -log of it.
 // Everything is computed here, so the explorer also works in the static book with no kernel.
 
 /** softmax(z / T), with the maximum subtracted first (same as mlmcourse.distribution.softmax). */
@@ -14,6 +15,14 @@ export function softmax(logits, temperature) {
 /** -log p in nats (the per-token cross-entropy against the one-hot p_i^gold). */
 export function tokenLoss(probs, trueIndex) {
   return -Math.log(probs[trueIndex]);
+}
+
+/** JupyterLab's notebook shortcuts (arrows, Enter...) skip elements marked like this, so the
+ *  keys reach the explorer's sliders, buttons and radios. */
+export function keepKeys(root) {
+  root.querySelectorAll("input, button").forEach((n) => {
+    n.setAttribute("data-lm-suppress-shortcuts", "true");
+  });
 }
 
 function make(tag, attrs = {}, text = "") {
@@ -45,7 +54,7 @@ function render({ model, el }) {
     class: "mlm-explorer mlm-softmax-explorer", role: "group", "data-true-index": String(trueIndex),
   });
   root.setAttribute("aria-label", "Softmax explorer: logits, temperature and the loss");
-  root.append(make("h4", {}, "Logits z_j → Pr_i(· | x̄) = softmax(z / T)"));
+  root.append(make("h4", {}, "Logits z_j → Pr_i^{W,θ}(· | x̄) = softmax(z / T)"));
 
   const logits = model.get("logits");
   const lo = Math.min(-6, Math.floor(Math.min(...logits)));
@@ -91,10 +100,11 @@ function render({ model, el }) {
   const pTrue = make("strong", { class: "mlm-true-prob" });
   const loss = make("strong", { class: "mlm-loss" });
   summary.append(
-    `Pr_i(x_i | x̄) for the true token “${tokens[trueIndex]}”: `, pTrue,
-    make("br"), "Loss −log Pr_i(x_i | x̄) = ", loss, " nats",
+    `Pr_i^{W,θ}(x_i | x̄) for the true token “${tokens[trueIndex]}”: `, pTrue,
+    make("br"), "Loss −log Pr_i^{W,θ}(x_i | x̄) = ", loss, " nats",
   );
   root.append(summary);
+  keepKeys(root);
   el.append(root);
 
   function update() {

@@ -1,6 +1,6 @@
 """SoftmaxExplorer: drag the logits and the temperature, watch Pr_i^{W,θ}(· | x̄) and the loss.
 
-The browser computes ``softmax(z / T)`` and ``-log Pr_i(x_i | x̄)`` itself (no kernel needed in
+The browser computes ``softmax(z / T)`` and ``-log Pr_i^{W,θ}(x_i | x̄)`` itself (no kernel needed in
 the static book); this class mirrors the same values in the ``probs`` and ``loss`` traits with
 :func:`mlmcourse.distribution.softmax` and :func:`mlmcourse.loss.token_cross_entropy`, so a kernel
 user (and the tests) can read them.
@@ -36,8 +36,8 @@ def _check(tokens: list[str], logits: list[float], true_index: int, temperature:
 class SoftmaxExplorer(anywidget.AnyWidget):
     """One slider per logit ``z_j`` and one for the temperature ``T``.
 
-    Shows ``Pr_i(· | x̄) = softmax(z / T)`` as bars, the true token's probability
-    ``Pr_i(x_i | x̄)`` and the loss ``-log Pr_i(x_i | x̄)`` in nats.
+    Shows ``Pr_i^{W,θ}(· | x̄) = softmax(z / T)`` as bars, the true token's probability
+    ``Pr_i^{W,θ}(x_i | x̄)`` and the loss ``-log Pr_i^{W,θ}(x_i | x̄)`` in nats.
     Display it as the last expression of a cell.
     """
 
@@ -49,9 +49,9 @@ class SoftmaxExplorer(anywidget.AnyWidget):
     temperature = traitlets.Float(1.0).tag(sync=True)
     true_index = traitlets.Int(0).tag(sync=True)
     probs = traitlets.List(traitlets.Float()).tag(sync=True)
-    """Pr_i(· | x̄), one entry per token (output, recomputed whenever an input changes)."""
+    """Pr_i^{W,θ}(· | x̄), one entry per token (output, recomputed whenever an input changes)."""
     loss = traitlets.Float(0.0).tag(sync=True)
-    """-log Pr_i(x_i | x̄) in nats (output)."""
+    """-log Pr_i^{W,θ}(x_i | x̄) in nats (output)."""
 
     def __init__(
         self,
