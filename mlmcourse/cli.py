@@ -12,6 +12,7 @@ import sys
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlmcourse.train_cli", "train TinyMLM on the shipped corpus and save a checkpoint"),
+    "init": ("mlmcourse.grading.cli.init", "create a course folder holding the exercises"),
     "release": ("mlmcourse.grading.cli.release", "generate the student versions of the exercises"),
     "check": ("mlmcourse.grading.cli.check", "run an exercise notebook's visible tests"),
     "grade": ("mlmcourse.grading.cli.grade", "autograde a whole class, in parallel and sandboxed"),
