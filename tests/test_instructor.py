@@ -155,7 +155,7 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_a_late_and_a_hand_graded_student_as_nbgrader_sees_them(tmp_path: Path) -> None:
     """Due date in the gradebook, timestamp.txt from nbgrader's exchange, penalty 'zero'; a
     written answer and a comment given in formgrader; then the same grade command again."""
-    from nbgrader.api import Gradebook
+    from mlmcourse.grading.gradebook import open_gradebook
 
     course = corpus.write_course(tmp_path / "course")
     _write(course / "nbgrader_config.py", 'c = get_config()\nc.CourseDirectory.course_id = "t"\n'
@@ -165,13 +165,12 @@ def test_a_late_and_a_hand_graded_student_as_nbgrader_sees_them(tmp_path: Path) 
     for student, stamp in [("ana", "2026-11-30 17:00:00 UTC"), ("bo", "2026-12-02 09:00:00 UTC")]:
         _write(course / "submitted" / student / "softmax" / "softmax.ipynb", json.dumps(nb))
         _write(course / "submitted" / student / "softmax" / "timestamp.txt", stamp)
-    url = f"sqlite:///{course / 'gradebook.db'}"
-    with Gradebook(url, course_id="t") as gb:  # nbgrader db assignment add softmax --duedate=...
+    with open_gradebook(course) as gb:  # nbgrader db assignment add softmax --duedate=...
         gb.update_or_create_assignment("softmax", duedate=dt.datetime(2026, 12, 1, 12))
     argv = ("softmax", str(course / "submitted"), "--out", str(tmp_path / "out"),
             "--course", str(course), "--jobs", "1")
     assert grade_cli.run(_args(*argv)) == 0
-    with Gradebook(url, course_id="t") as gb:  # what the instructor does in formgrader
+    with open_gradebook(course) as gb:  # what the instructor does in formgrader
         for student in ("ana", "bo"):
             grade = gb.find_grade("why", "softmax", "softmax", student)
             grade.manual_score, grade.needs_manual_grade = 1.0, False
@@ -187,7 +186,7 @@ def test_a_late_and_a_hand_graded_student_as_nbgrader_sees_them(tmp_path: Path) 
     page = (tmp_path / "out" / "feedback" / "ana" / "softmax.html").read_text()
     assert "Exactly right." in page and "on time" in page and "no answer" not in page
     assert "21 h 0 min late" in (tmp_path / "out" / "feedback" / "bo" / "softmax.html").read_text()
-    with Gradebook(url, course_id="t") as gb:  # what formgrader and nbgrader export read
+    with open_gradebook(course) as gb:  # what formgrader and nbgrader export read
         ana, bo = (gb.find_submission("softmax", s) for s in ("ana", "bo"))
         assert (ana.total_seconds_late, ana.late_submission_penalty, ana.score) == (0, 0, 4)
         assert (bo.total_seconds_late, bo.late_submission_penalty) == (21 * 3600, 4)
