@@ -183,6 +183,9 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
             f"{base}/formgrader/api/submitted_notebooks/ex2_masking/ex2_masking"
             f"?token={scratch.token}"))
         ana = next(s for s in submissions if s["student"] == "ana")
+        bo = next(s for s in submissions if s["student"] == "bo")
+        page_html = _get(f"{base}/formgrader/submissions/{bo['id']}/?token={scratch.token}")
+        assert "AssertionError" in page_html  # formgrader shows why bo's tests failed
         if not CHROMIUM.exists():
             unavailable(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
         from playwright.sync_api import sync_playwright
@@ -194,13 +197,12 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
             page.goto(f"{base}/formgrader/manage_assignments?token={scratch.token}")
             page.wait_for_selector("text=ex2_masking", timeout=60_000)
             page.goto(f"{base}/formgrader/submissions/{ana['id']}/?index=0")
-            page.wait_for_selector("text=written_no_copy", timeout=60_000)
-            assert "ex2_masking" in page.content()
+            # the written answer's score box and comment box
+            page.wait_for_selector("input.score#written_no_copy", timeout=60_000)
+            page.wait_for_selector("textarea#written_no_copy-comment", timeout=60_000)
+            page.goto(f"{base}/formgrader/submissions/{bo['id']}/?index=1")
+            page.wait_for_selector("text=Traceback", timeout=60_000)  # why bo's tests failed
             browser.close()
-        bo = next(s for s in submissions if s["student"] == "bo")
-        # formgrader shows why a test failed: the autograded notebook's traceback
-        page_html = _get(f"{base}/formgrader/submissions/{bo['id']}/?token={scratch.token}")
-        assert "Traceback" in page_html or "Error" in page_html
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
