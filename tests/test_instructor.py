@@ -192,3 +192,12 @@ def test_a_late_and_a_hand_graded_student_as_nbgrader_sees_them(tmp_path: Path) 
         assert (bo.total_seconds_late, bo.late_submission_penalty) == (21 * 3600, 4)
     stamp = (course / "autograded" / "bo" / "softmax" / "timestamp.txt").read_text()
     assert stamp.startswith("2026-12-02 09:00:00")
+
+
+def test_python_dash_m_mlmcourse_where_the_script_is_not_on_path(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "mlmcourse", "check", "missing.ipynb"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 2 and "cannot read missing.ipynb" in done.stderr
