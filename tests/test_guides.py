@@ -213,6 +213,7 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.timeout(1800)  # about ten commands that each start nbgrader or a kernel
 def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str], None]) -> None:
     scratch = Scratch(tmp_path)
     ran: list[str] = []

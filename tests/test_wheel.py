@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# the first run installs the dependencies (minutes); later runs reuse them
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _env_folder() -> Path:
