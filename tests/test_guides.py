@@ -185,7 +185,7 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
         ana = next(s for s in submissions if s["student"] == "ana")
         bo = next(s for s in submissions if s["student"] == "bo")
         page_html = _get(f"{base}/formgrader/submissions/{bo['id']}/?token={scratch.token}")
-        assert "AssertionError" in page_html  # formgrader shows why bo's tests failed
+        assert "output_error" in page_html  # formgrader shows why bo's tests failed
         if not CHROMIUM.exists():
             unavailable(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
         from playwright.sync_api import sync_playwright
@@ -201,7 +201,7 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
             page.wait_for_selector("input.score#written_no_copy", timeout=60_000)
             page.wait_for_selector("textarea#written_no_copy-comment", timeout=60_000)
             page.goto(f"{base}/formgrader/submissions/{bo['id']}/?index=1")
-            page.wait_for_selector("text=Traceback", timeout=60_000)  # why bo's tests failed
+            page.wait_for_selector("div.output_error", timeout=60_000)  # why bo's tests failed
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -250,7 +250,8 @@ def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str],
     out = course / "grades" / "ex2_masking"
     rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
     assert rows["ana"]["status"] == "graded" and rows["ana"]["written_no_copy"] == "1.5"
-    assert rows["ana"]["seconds_late"] == "0" and rows["ana"]["score"] == rows["ana"]["max_score"]
+    assert rows["ana"]["seconds_late"] == "0"
+    assert float(rows["ana"]["score"]) == float(rows["ana"]["max_score"]) - 0.5
     assert int(rows["bo"]["seconds_late"]) == 16 * 3600
     page = (out / "feedback" / "ana" / "ex2_masking.html").read_text()
     assert "say why the model cannot copy" in page and "no answer" not in page
