@@ -2,7 +2,8 @@
 ``mlmcourse grade`` agrees with nbgrader's own ``autograde`` on a class with late and hand-graded
 students.
 
-    .venv/bin/python benchmarks/agreement.py [--assignment ex4_cross_entropy] [--json FILE]
+    .venv/bin/python benchmarks/agreement.py [--assignment ex4_cross_entropy] [--students N]
+                                             [--json FILE]
 
 1. ``mlmcourse init`` a course in a temporary folder and ``mlmcourse release`` every assignment
    (timed: the first figure).
@@ -49,15 +50,19 @@ def _run(argv: list[str], cwd: Path) -> float:
     return time.monotonic() - started
 
 
-def _class(course: Path, assignment: str) -> dict[str, dt.datetime]:
-    """Write the submissions into ``course/submitted``; returns each student's time."""
+def _class(course: Path, assignment: str, size: int) -> dict[str, dt.datetime]:
+    """Write the first ``size`` submissions (by name) into ``course/submitted``; returns each
+    student's time."""
     import nbformat
     from cases import variants as v
 
     staging = course.parent / "staging"
     v.write_submissions(assignment, staging, course)
     times = {}
-    for i, folder in enumerate(sorted(p for p in staging.iterdir() if p.is_dir())):
+    folders = sorted(p for p in staging.iterdir() if p.is_dir())
+    keep = [p for p in folders if p.name in ("solution", "release")]
+    keep += [p for p in folders if p not in keep][: max(size - len(keep), 0)]
+    for i, folder in enumerate(sorted(keep)):
         student = folder.name.replace("_", "-")
         when = DUE + dt.timedelta(hours=3) if i % 3 == 2 else DUE - dt.timedelta(hours=i + 1)
         target = course / "submitted" / student / assignment
@@ -115,6 +120,9 @@ def _gradebook(course: Path, assignment: str) -> dict[str, dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", default="ex4_cross_entropy")
+    parser.add_argument("--students", type=int, default=100,
+                        help="class size: the solution, the release and that many minus two "
+                        "misconception submissions (default: all)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     assignment = args.assignment
@@ -129,7 +137,7 @@ def main() -> int:
         config = mine / "nbgrader_config.py"
         config.write_text(config.read_text().replace('penalty_method = "none"',
                                                      'penalty_method = "zero"'))
-        times = _class(mine, assignment)
+        times = _class(mine, assignment, args.students)
         _set_due_date(mine, assignment)
         theirs = tmp_path / "nbg" / "course"
         shutil.copytree(mine, theirs)
