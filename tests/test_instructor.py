@@ -78,6 +78,9 @@ def test_submission_times_from_timestamp_txt_and_zip_entries(tmp_path: Path) -> 
     assert any("dee" in w and "timestamp.txt" in w for w in warnings)
     assert all(rel == "softmax.ipynb" for s in found for _, rel in s.files)
 
+    # nobody handed in another assignment yet: nothing to grade, not a folder of failures
+    assert discover(tree, "other", tmp_path / "s3") == ([], [])
+
     archive = tmp_path / "lms.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(zipfile.ZipInfo("eve_softmax.ipynb", (2026, 12, 1, 9, 15, 0)), "{}")
