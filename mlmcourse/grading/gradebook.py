@@ -127,6 +127,9 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: Result,
                         db.add(Grade(cell_id=cell.id, notebook=submitted))
                     for cell in nb.solution_cells:
                         db.add(Comment(cell_id=cell.id, notebook=submitted))
+                    for cell in nb.task_cells:  # as nbgrader: a comment box and a score each
+                        db.add(Comment(cell_id=cell.id, notebook=submitted))
+                        db.add(Grade(cell_id=cell.id, notebook=submitted))
         # when the student handed it in (never when it was graded: that made everyone late)
         submission.timestamp = submitted_at
         db.flush()

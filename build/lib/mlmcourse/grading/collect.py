@@ -181,6 +181,8 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     nbgrader_tree = submitted.is_dir() and not submitted.is_symlink()
     if nbgrader_tree:
         root = submitted
+    # nbgrader's own folder, given as it is: it is a tree even when nobody handed this one in
+    nbgrader_tree = nbgrader_tree or (root.name == "submitted" and not from_zip)
     entries = _entries(root)
     while len(entries) == 1 and entries[0].is_dir() and not _looks_like_student(entries[0],
                                                                                assignment):
