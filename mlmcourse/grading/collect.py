@@ -11,11 +11,17 @@ named notebook is reported as misnamed. In an nbgrader tree, a student folder wi
 assignment's folder is not a submission of it. One filter (:func:`_entries`) lists every folder:
 symbolic links are never followed, hidden and system entries are skipped. Nothing here modifies
 the originals.
+
+When a student handed in is read as nbgrader does: ``timestamp.txt`` in the submission folder
+(what ``nbgrader submit``/``collect`` write), else, for an LMS zip, the time of the notebook's zip
+entry (read as UTC); otherwise it is unknown (never late).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -27,6 +33,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 """A student id names folders and spreadsheet rows: it starts with a letter or digit (never
 ``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula)."""
 SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__"}
+TIMESTAMP_NAME = "timestamp.txt"
 
 
 class UsageError(Exception):
@@ -42,6 +49,30 @@ class Submission:
     files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, relative name)
     problem: str | None = None
     sha256: str = ""
+    submitted_at: dt.datetime | None = None  # naive UTC, as nbgrader's gradebook stores it
+    flat: bool = False  # one notebook among everyone's in one folder (no timestamp.txt of its own)
+
+
+def read_timestamp(folder: Path) -> dt.datetime | None:
+    """The time in ``folder/timestamp.txt`` (nbgrader's format, any time zone) as naive UTC;
+    ``None`` when there is none. An unreadable one raises ``ValueError``."""
+    path = folder / TIMESTAMP_NAME
+    if not path.is_file() or path.is_symlink():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace").strip()[:100]
+    if not text:
+        return None
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(text)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"unreadable {TIMESTAMP_NAME} {text!r}") from exc
+
+
+def file_time(path: Path) -> dt.datetime:
+    """A file's modification time as naive UTC (a zip entry's time, once extracted)."""
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
 
 
 def _hash(files: list[tuple[str, str]], problem: str | None) -> str:
@@ -73,7 +104,7 @@ def _visible_files(folder: Path) -> list[Path]:
 
 def from_student_folder(student_id: str, folder: Path, assignment: str) -> Submission:
     """A submission from a folder holding one student's files."""
-    files = _visible_files(folder)
+    files = [p for p in _visible_files(folder) if p != folder / TIMESTAMP_NAME]
     expected = folder / f"{assignment}.ipynb"
     notebooks = [p for p in files if p.suffix == ".ipynb"]
     problem = None
@@ -106,7 +137,8 @@ def _flat(notebooks: list[Path], assignment: str) -> list[Submission]:
             found.append(Submission(student_id, None, [], problem, _hash([], problem)))
             continue
         pairs = [(str(paths[0]), f"{assignment}.ipynb")]
-        found.append(Submission(student_id, paths[0], pairs, None, _hash(pairs, None)))
+        found.append(Submission(student_id, paths[0], pairs, None, _hash(pairs, None),
+                                flat=True))
     return found
 
 
@@ -125,6 +157,12 @@ def extract_zip(archive: Path, target: Path) -> Path:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src:
                     destination.write_bytes(src.read())
+                # the entry's time (zips store no zone: read as UTC) is when it was handed in
+                try:
+                    stamp = dt.datetime(*member.date_time, tzinfo=dt.UTC).timestamp()
+                    os.utime(destination, (stamp, stamp))
+                except (ValueError, OverflowError, OSError):
+                    pass
     except (zipfile.BadZipFile, OSError) as exc:
         raise UsageError(f"cannot read the zip {archive}: {exc}") from None
     return target
@@ -134,6 +172,7 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     """All submissions under ``root`` (a folder or a zip); returns (submissions, warnings)."""
     if not root.exists():
         raise UsageError(f"submissions not found: {root}")
+    from_zip = root.is_file()
     if root.is_file():
         if not zipfile.is_zipfile(root):
             raise UsageError(f"{root} is neither a folder nor a readable zip file")
@@ -142,6 +181,8 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     nbgrader_tree = submitted.is_dir() and not submitted.is_symlink()
     if nbgrader_tree:
         root = submitted
+    # nbgrader's own folder, given as it is: it is a tree even when nobody handed this one in
+    nbgrader_tree = nbgrader_tree or (root.name == "submitted" and not from_zip)
     entries = _entries(root)
     while len(entries) == 1 and entries[0].is_dir() and not _looks_like_student(entries[0],
                                                                                assignment):
@@ -157,6 +198,8 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
         if nested is None and nbgrader_tree:
             continue  # this student handed in other assignments, not this one
         found.append(from_student_folder(folder.name, nested or folder, assignment))
+    for submission in found:
+        _set_time(submission, from_zip, warnings)
     kept = []
     for submission in found:
         if SAFE_ID.match(submission.student_id):
@@ -170,6 +213,20 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     if duplicates:
         raise UsageError("several submissions for the same student: " + ", ".join(duplicates))
     return kept, warnings
+
+
+def _set_time(submission: Submission, from_zip: bool, warnings: list[str]) -> None:
+    """When the submission was handed in: its ``timestamp.txt``, else its zip entry's time."""
+    notebook = submission.notebook
+    if notebook is None:
+        return
+    if not submission.flat:
+        try:
+            submission.submitted_at = read_timestamp(notebook.parent)
+        except ValueError as exc:
+            warnings.append(f"{submission.student_id}: {exc}; its submission time is unknown")
+    if submission.submitted_at is None and from_zip:
+        submission.submitted_at = file_time(notebook)
 
 
 def _assignment_folder(folder: Path, assignment: str) -> Path | None:

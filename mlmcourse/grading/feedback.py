@@ -1,4 +1,5 @@
-"""The per-student feedback page: each question passed or not, its points and the message.
+"""The per-student feedback page: each question passed or not, its points and the message, the
+scores and comments the instructor gave in formgrader, and when it was handed in (late or not).
 
 Only results go in: never test source, never reference answers. Every string that may come from
 the student (messages of their exceptions, ids) is HTML-escaped.
@@ -15,21 +16,56 @@ from mlmcourse.grading.records import CellResult, Result
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;line-height:1.5}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;
-text-align:left;vertical-align:top}.pass{color:#1a7f37}.fail{color:#b42318}.manual{color:#6e5a00}"""
+text-align:left;vertical-align:top}.pass{color:#1a7f37}.fail{color:#b42318}.manual{color:#6e5a00}
+.comment{color:#1f3a93}"""
 
 
 def _verdict(cell: CellResult) -> tuple[str, str]:
     if cell.kind == "written":
         if cell.points is None:
             return "manual", "to be graded by hand"
-        return ("pass", "graded") if cell.message == "graded by hand" else ("fail", "no answer")
-    return ("pass", "passed") if cell.passed else ("fail", "not passed")
+        return ("pass", "graded") if cell.by_hand else ("fail", "no answer")
+    verdict = ("pass", "passed") if cell.passed else ("fail", "not passed")
+    return (verdict[0], verdict[1] + ", score set by hand") if cell.by_hand else verdict
 
 
 def _message(cell: CellResult) -> str:
+    if cell.kind == "written" and cell.by_hand:
+        return ""
     if cell.misconception and cell.misconception in CATALOGUE:
         return CATALOGUE[cell.misconception]
     return cell.message
+
+
+def _feedback(cell: CellResult) -> str:
+    """The grader's message and the instructor's comment, escaped."""
+    parts = [html.escape(text) for text in (_message(cell),) if text]
+    if cell.comment:
+        parts.append(f"<span class='comment'><strong>Instructor:</strong> "
+                     f"{html.escape(cell.comment)}</span>")
+    return "<br>".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"]
+    return " ".join(parts) if seconds >= 60 else f"{int(seconds)} s"
+
+
+def lateness_text(result: Result) -> str:
+    """One sentence on when the work was handed in (plain text)."""
+    if not result.submitted_at:
+        return ""
+    when = result.submitted_at.replace("T", " ") + " UTC"
+    if result.seconds_late <= 0:
+        return f"Handed in {when}, on time."
+    text = f"Handed in {when}, {_duration(result.seconds_late)} late"
+    if result.late_penalty:
+        text += f": late penalty {result.late_penalty:g} points, final score " \
+                f"{result.final_score():g} / {result.max_score:g}"
+    return text + "."
 
 
 def _points(value: float | None) -> str:
@@ -44,10 +80,15 @@ def render(result: Result, assignment: str) -> str:
         css, verdict = _verdict(cell)
         rows.append(f"<tr><td>{e(grade_id)}</td><td class='{css}'>{verdict}</td>"
                     f"<td>{_points(cell.points)} / {cell.max_points:g}</td>"
-                    f"<td>{e(_message(cell))}</td></tr>")
+                    f"<td>{_feedback(cell)}</td></tr>")
     status = str(result.status)
     pending = " (written answers not graded yet)" if status == "needs_manual" else ""
     reason = f"<p><strong>Note:</strong> {e(result.reason)}</p>" if result.reason else ""
+    late = lateness_text(result)
+    reason += f"<p class='late'>{e(late)}</p>" if late else ""
+    comments = "".join(f"<li><strong>{e(cell_id)}</strong>: {e(text)}</li>"
+                       for cell_id, text in result.comments.items())
+    comments = f"<h2>Comments from your instructor</h2><ul>{comments}</ul>" if comments else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(assignment)}: feedback</title>
 <style>{_STYLE}</style></head><body>
@@ -57,6 +98,7 @@ def render(result: Result, assignment: str) -> str:
 </p>{reason}
 <table><thead><tr><th>Question</th><th>Result</th><th>Points</th><th>Feedback</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
+{comments}
 </body></html>
 """
 

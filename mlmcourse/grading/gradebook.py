@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from nbgrader.api import (
@@ -99,8 +100,10 @@ def student_ids(gb: Gradebook) -> list[str]:
     return [s.id for s in gb.students]
 
 
-def record(gb: Gradebook, assignment: str, notebook: str, result: Result) -> None:
-    """Write one student's result (one transaction): student, submission, per-cell auto_score."""
+def record(gb: Gradebook, assignment: str, notebook: str, result: Result,
+           submitted_at: dt.datetime | None = None) -> None:
+    """Write one student's result (one transaction): student, submission (with the time it was
+    handed in, naive UTC, ``None`` when unknown), per-cell auto_score."""
     db = gb.db
     try:
         student_id = result.student_id
@@ -122,7 +125,11 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: Result) -> Non
                         db.add(Grade(cell_id=cell.id, notebook=submitted))
                     for cell in nb.solution_cells:
                         db.add(Comment(cell_id=cell.id, notebook=submitted))
-        submission.timestamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                    for cell in nb.task_cells:  # as nbgrader: a comment box and a score each
+                        db.add(Comment(cell_id=cell.id, notebook=submitted))
+                        db.add(Grade(cell_id=cell.id, notebook=submitted))
+        # when the student handed it in (never when it was graded: that made everyone late)
+        submission.timestamp = submitted_at
         db.flush()
         failed = result.status == Status.FAILED
         for submitted in submission.notebooks:
@@ -150,12 +157,79 @@ def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
     return {g.name: float(g.manual_score) for g in submitted.grades if g.manual_score is not None}
 
 
-def write_autograded(course: Path, assignment: str, notebook: str, result: Result) -> None:
+def manual_comments(gb: Gradebook, assignment: str, notebook: str, student_id: str
+                    ) -> dict[str, str]:
+    """The comments an instructor wrote in formgrader, by cell name (non-empty ones only)."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return {}
+    return {c.name: c.manual_comment.strip() for c in submitted.comments
+            if c.manual_comment and c.manual_comment.strip()}
+
+
+def seconds_late(gb: Gradebook, assignment: str, student_id: str) -> float:
+    """How late the submission is: its time after the due date plus the student's extension
+    (0 without a due date or a submission time)."""
+    try:
+        submission = gb.find_submission(assignment, student_id)
+    except MissingEntry:
+        return 0.0
+    due = submission.assignment.duedate
+    if due is None or submission.timestamp is None:
+        return 0.0
+    if submission.extension is not None:
+        due = due + submission.extension
+    return max(0.0, (submission.timestamp - due).total_seconds())
+
+
+def late_penalty_function(course: Path) -> Callable[[str, float, float], float]:
+    """``penalty(student_id, score, seconds_late)`` of the course's late-submission plugin
+    (``c.AssignLatePenalties.plugin_class``, nbgrader's ``LateSubmissionPlugin`` by default, with
+    ``c.LateSubmissionPlugin.penalty_method``), kept between 0 and the score as nbgrader does."""
+    from nbgrader.preprocessors import AssignLatePenalties
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    if (course / "nbgrader_config.py").exists():
+        config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+    assigner = AssignLatePenalties(config=config)
+    assigner.init_plugin()
+    plugin = assigner.plugin_inst
+
+    def penalty(student_id: str, score: float, late: float) -> float:
+        if late <= 0:
+            return 0.0
+        value = plugin.late_submission_penalty(student_id, score, late)
+        return 0.0 if value is None else min(max(float(value), 0.0), score)
+
+    return penalty
+
+
+def set_late_penalty(gb: Gradebook, assignment: str, notebook: str, student_id: str,
+                     penalty: float) -> None:
+    """Store the penalty where formgrader and ``nbgrader export`` read it."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return
+    submitted.late_submission_penalty = penalty or None
+    gb.db.commit()
+
+
+def write_autograded(course: Path, assignment: str, notebook: str, result: Result,
+                     submitted_at: dt.datetime | None = None) -> None:
     """Save the autograded notebook where formgrader looks for it (atomically), with every
-    student-controlled renderable part neutralised (formgrader renders it as the instructor)."""
+    student-controlled renderable part neutralised (formgrader renders it as the instructor),
+    and the submission's ``timestamp.txt`` as ``nbgrader autograde`` copies it."""
     if result.autograded is None:
         return
     folder = course / "autograded" / result.student_id / assignment
     write_atomic(folder / f"{notebook}.ipynb",
                  json.dumps(neutralise_notebook(result.autograded), indent=1, ensure_ascii=False))
-    write_atomic(folder / "timestamp.txt", dt.datetime.now(dt.UTC).isoformat())
+    stamp = folder / "timestamp.txt"
+    if submitted_at is not None:
+        write_atomic(stamp, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    else:
+        stamp.unlink(missing_ok=True)

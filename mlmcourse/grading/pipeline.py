@@ -8,6 +8,7 @@ that fails on it (storing, the gradebook, the autograded notebook, feedback) mak
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import sys
@@ -72,6 +73,7 @@ class Run:
     store: ResultStore
     uid_lock: int | None = None
     warnings: list[str] = field(default_factory=list)
+    times: dict[str, dt.datetime | None] = field(default_factory=dict)  # handed in (naive UTC)
 
     @property
     def notebook(self) -> str:
@@ -144,6 +146,7 @@ def collect(run: Run) -> list[Submission]:
     except UsageError as exc:
         raise GradingRefused(str(exc)) from None
     run.warnings += warnings
+    run.times = {s.student_id: s.submitted_at for s in submissions}
     return submissions
 
 
@@ -201,16 +204,18 @@ def record(run: Run, gb: object, result: Result) -> Result:
     try:
         if not result.grader_error:
             run.store.save(result)
-        gradebook.record(gb, run.settings.assignment, run.notebook, result)
+        submitted_at = run.times.get(result.student_id)
+        gradebook.record(gb, run.settings.assignment, run.notebook, result, submitted_at)
         gradebook.write_autograded(run.settings.course, run.settings.assignment, run.notebook,
-                                   result)
+                                   result, submitted_at)
         return result
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "
                                f"({type(exc).__name__}: {str(exc)[:200]})", grader_error=True)
         try:
-            gradebook.record(gb, run.settings.assignment, run.notebook, failed)
+            gradebook.record(gb, run.settings.assignment, run.notebook, failed,
+                             run.times.get(result.student_id))
         except Exception:  # noqa: BLE001 - the gradebook keeps its earlier state
             pass
         return failed
@@ -221,9 +226,17 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     from mlmcourse.grading import gradebook
 
     rows = []
+    assignment, notebook = run.settings.assignment, run.notebook
+    penalty = gradebook.late_penalty_function(run.settings.course)
     for student_id, result in sorted(results.items()):
-        result = with_manual_scores(result, gradebook.manual_scores(
-            gb, run.settings.assignment, run.notebook, student_id))
+        result = with_manual_scores(
+            result, gradebook.manual_scores(gb, assignment, notebook, student_id),
+            gradebook.manual_comments(gb, assignment, notebook, student_id))
+        submitted_at = run.times.get(student_id)
+        result.submitted_at = submitted_at.isoformat(timespec="seconds") if submitted_at else ""
+        result.seconds_late = gradebook.seconds_late(gb, assignment, student_id)
+        result.late_penalty = penalty(student_id, result.score, result.seconds_late)
+        gradebook.set_late_penalty(gb, assignment, notebook, student_id, result.late_penalty)
         try:
             feedback.write(run.out, run.settings.assignment, result)
         except Exception as exc:  # noqa: BLE001 - contained to this student
@@ -239,19 +252,29 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     return rows
 
 
-def with_manual_scores(result: Result, manual: dict[str, float]) -> Result:
-    """The result with the written answers' scores from formgrader; ``graded`` once every
-    written answer has one (the stored result keeps only what the grader computed)."""
-    if result.status != Status.NEEDS_MANUAL:
-        return result
+def with_manual_scores(result: Result, manual: dict[str, float],
+                       comments: dict[str, str] | None = None) -> Result:
+    """The result with what the instructor gave in formgrader: a score by hand replaces the
+    cell's points (a written answer's, or an override of a test's, as in nbgrader), and every
+    comment goes with its cell (comments on cells that are not graded, such as code to write,
+    go to ``comments``). ``graded`` once every written answer has points. The stored result keeps
+    only what the grader computed."""
+
+    comments = dict(comments or {})
+    if result.status in (Status.FAILED, Status.NOT_SUBMITTED):
+        return replace(result, comments=comments)
     cells = {gid: replace(cell) for gid, cell in result.cells.items()}
     for grade_id, cell in cells.items():
-        if cell.kind == "written" and cell.points is None and grade_id in manual:
-            cell.points, cell.message = manual[grade_id], "graded by hand"
+        cell.comment = comments.pop(grade_id, "")
+        if grade_id in manual:
+            cell.points, cell.by_hand = manual[grade_id], True
+            if cell.kind == "written":
+                cell.message = "graded by hand"
     pending = any(c.kind == "written" and c.points is None for c in cells.values())
-    updated = replace(result, cells=cells,
-                      status=Status.NEEDS_MANUAL if pending else Status.GRADED,
-                      reason=result.reason if pending else "")
+    status, reason = result.status, result.reason
+    if status == Status.NEEDS_MANUAL and not pending:
+        status, reason = Status.GRADED, ""
+    updated = replace(result, cells=cells, status=status, reason=reason, comments=comments)
     updated.score = updated.total()
     return updated
 

@@ -28,6 +28,8 @@ class CellResult:
     passed: bool | None = False
     message: str = ""
     misconception: str | None = None
+    by_hand: bool = False  # ``points`` were given (or overridden) by the instructor in formgrader
+    comment: str = ""  # the instructor's comment on this cell, from formgrader
 
 
 @dataclass
@@ -73,6 +75,15 @@ class Result:
     seconds: float = 0.0
     autograded: dict[str, Any] | None = None
     grader_error: bool = False  # not the submission's fault: never stored, graded again next run
+    # set on every run from the submission and the gradebook (see pipeline.publish):
+    submitted_at: str = ""  # ISO time in UTC, from timestamp.txt or the zip entry; "" unknown
+    seconds_late: float = 0.0  # after the due date (with the student's extension)
+    late_penalty: float = 0.0  # nbgrader's late-submission plugin's penalty, in points
+    comments: dict[str, str] = field(default_factory=dict)  # instructor's, on ungraded cells
+
+    def final_score(self) -> float:
+        """The score after the late penalty (never below 0), as ``nbgrader export`` computes it."""
+        return max(0.0, self.score - self.late_penalty)
 
     def total(self) -> float:
         """The points earned so far (written answers not yet graded count 0)."""

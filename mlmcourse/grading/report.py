@@ -1,7 +1,9 @@
 """The class-level outputs: ``grades.csv`` and ``report.html`` with its PNG charts.
 
 Charts: the score histogram, each question's pass rate, each multiple-choice option's share
-(answer variables are the names starting with ``answer_``) and the most frequent misconceptions.
+(answer variables are the names starting with ``answer_``), the distribution of each numeric
+answer (with the share within the test's tolerance: the share passing ``test_<answer>``) and the
+most frequent misconceptions. Late submissions are counted, with their penalties.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import statistics
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -18,6 +21,8 @@ from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.records import Result, Status
 
 FIXED_COLUMNS = ["student_id", "status", "reason", "score", "max_score"]
+# after the per-cell columns: when it was handed in and what lateness cost (as nbgrader export)
+LATE_COLUMNS = ["submitted_at", "seconds_late", "late_penalty", "final_score"]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -37,10 +42,11 @@ def plain_label(text: str, width: int = 40) -> str:
 
 
 def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
-    """``grades.csv``: fixed columns, then one per graded cell (its points; empty if ungraded)."""
+    """``grades.csv``: fixed columns, one per graded cell (its points; empty if ungraded), then
+    the submission time (UTC), seconds late, the late penalty and the score after it."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
-    writer.writerow(FIXED_COLUMNS + grade_ids)
+    writer.writerow(FIXED_COLUMNS + grade_ids + LATE_COLUMNS)
     for row in sorted(rows, key=lambda r: r.student_id):
         scores = []
         for grade_id in grade_ids:
@@ -49,7 +55,10 @@ def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
         submitted = row.status != Status.NOT_SUBMITTED
         writer.writerow([spreadsheet_safe(row.student_id), str(row.status),
                          spreadsheet_safe(row.reason), f"{row.score:g}" if submitted else "",
-                         f"{row.max_score:g}", *scores])
+                         f"{row.max_score:g}", *scores, row.submitted_at,
+                         f"{row.seconds_late:.0f}" if row.submitted_at else "",
+                         f"{row.late_penalty:g}" if submitted else "",
+                         f"{row.final_score():g}" if submitted else ""])
     return write_atomic(out / "grades.csv", buffer.getvalue())
 
 
@@ -86,6 +95,75 @@ def _histogram(path: Path, scores: list[float], max_score: float) -> None:
     plt.close(fig)
 
 
+def is_number(value: object) -> bool:
+    """A numeric answer (``bool`` is a choice, not a number)."""
+    return type(value) in (int, float)
+
+
+def numeric_answer_names(rows: list[Result]) -> list[str]:
+    """Answers most of whose non-blank values are numbers: summarised as numbers, not options."""
+    values: dict[str, list[object]] = {}
+    for r in rows:
+        for name, value in r.answers.items():
+            if value not in ("", None):
+                values.setdefault(name, []).append(value)
+    return sorted(n for n, v in values.items() if sum(map(is_number, v)) * 2 > len(v))
+
+
+def numeric_summary(name: str, rows: list[Result]) -> dict[str, float | int | None]:
+    """Count, blanks, non-numbers, quartiles and range of a numeric answer; ``within`` is the share
+    (%) of submissions passing the answer's test ``test_<name>`` (None without such a test)."""
+    numbers = sorted(float(r.answers[name]) for r in rows if is_number(r.answers.get(name)))
+    blank = sum(r.answers.get(name) in ("", None) for r in rows)
+    test = f"test_{name}"
+    tested = [r for r in rows if test in r.cells]
+    quartiles = statistics.quantiles(numbers, n=4) if len(numbers) > 1 else numbers * 3
+    return {"answered": len(numbers), "blank": blank,
+            "not_a_number": len(rows) - len(numbers) - blank,
+            "min": numbers[0] if numbers else None, "q1": quartiles[0] if numbers else None,
+            "median": statistics.median(numbers) if numbers else None,
+            "q3": quartiles[-1] if numbers else None, "max": numbers[-1] if numbers else None,
+            "within": 100 * sum(bool(r.cells[test].passed) for r in tested) / len(tested)
+            if tested else None}
+
+
+def _numeric_chart(path: Path, names: list[str], rows: list[Result]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(max(len(names), 1), 1, figsize=(7, 2.2 * max(len(names), 1)),
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], names or [""], strict=False):
+        numbers = [float(r.answers[name]) for r in rows if is_number(r.answers.get(name))]
+        if numbers:
+            ax.hist(numbers, bins=min(30, max(len(set(numbers)), 1)), color="#4c72b0",
+                    edgecolor="white")
+        ax.set_title(plain_label(name or "(no numeric answers)"))
+        ax.set_ylabel("students")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _numeric_table(names: list[str], rows: list[Result]) -> str:
+    def shown(value: float | int | None) -> str:
+        return "–" if value is None else f"{value:.4g}"
+
+    lines = []
+    for name in names:
+        s = numeric_summary(name, rows)
+        within = "–" if s["within"] is None else f"{s['within']:.0f}%"
+        lines.append(f"<tr><td>{html.escape(name)}</td><td>{s['answered']}</td><td>{s['blank']}"
+                     f"</td><td>{s['not_a_number']}</td><td>{shown(s['min'])}</td>"
+                     f"<td>{shown(s['q1'])}</td><td>{shown(s['median'])}</td>"
+                     f"<td>{shown(s['q3'])}</td><td>{shown(s['max'])}</td><td>{within}</td></tr>")
+    head = ("<tr><th>answer</th><th>numbers</th><th>blank</th><th>not a number</th><th>min</th>"
+            "<th>Q1</th><th>median</th><th>Q3</th><th>max</th><th>within tolerance</th></tr>")
+    return f"<table>{head}{''.join(lines)}</table>" if lines else "<p>none</p>"
+
+
 def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Result]) -> Path:
     """``report.html`` and its four PNGs."""
     submitted = [r for r in rows if r.status != Status.NOT_SUBMITTED]
@@ -99,9 +177,13 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
     _bar_chart(out / "pass_rates.png", [plain_label(t) for t in tests], rates,
                "Pass rate per question", "% of submissions")
 
+    numeric = numeric_answer_names(submitted)
+    _numeric_chart(out / "numeric_answers.png", numeric, submitted)
     options: Counter[str] = Counter()
     for r in submitted:
         for name, value in r.answers.items():
+            if name in numeric:
+                continue
             if value in ("", None):
                 shown = "(blank)"
             elif isinstance(value, float):  # numeric answers: what a student would read
@@ -123,6 +205,9 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
     e = html.escape
     status = Counter(str(r.status) for r in rows)
     counts = ", ".join(f"{v} {e(k.replace('_', ' '))}" for k, v in sorted(status.items()))
+    late = [r for r in submitted if r.seconds_late > 0]
+    lateness = (f"{len(late)} handed in late, {sum(r.late_penalty > 0 for r in late)} of them "
+                f"with a penalty ({sum(r.late_penalty for r in late):g} points in all)")
     failed = "".join(f"<li>{e(r.student_id)}: {e(r.reason)}</li>"
                      for r in rows if r.status == Status.FAILED)
     explained = "".join(f"<li><code>{e(code)}</code> ({count}): {e(CATALOGUE.get(code, ''))}</li>"
@@ -130,12 +215,14 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(assignment)}: class report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}td,th{{padding:.2rem .5rem;text-align:right}}</style></head><body>
 <h1>{e(assignment)}: class report</h1>
-<p>{len(rows)} students: {counts}.</p>
+<p>{len(rows)} students: {counts}; {lateness}.</p>
 <h2>Scores</h2><img src="score_histogram.png" alt="Histogram of scores">
 <h2>Questions</h2><img src="pass_rates.png" alt="Pass rate of each question">
 <h2>Multiple-choice answers</h2><img src="answer_shares.png" alt="Share of each option">
+<h2>Numeric answers</h2>{_numeric_table(numeric, submitted)}
+<img src="numeric_answers.png" alt="Distribution of each numeric answer">
 <h2>Misconceptions</h2><img src="misconceptions.png" alt="Most frequent misconceptions">
 <ul>{explained}</ul>
 <h2>Submissions that could not be graded</h2><ul>{failed or '<li>none</li>'}</ul>

@@ -106,11 +106,14 @@ def _zygote_main(sock: socket.socket) -> None:
                                    "cpu_seconds": usage.ru_utime + usage.ru_stime}))
 
 
-def _reap_orphans() -> None:
-    """Collect descendants reparented to the zygote (a subreaper)."""
+def _reap_orphans(seconds: float = 2.0) -> None:
+    """Collect the sandbox's processes reparented to the zygote (a subreaper) once they were
+    killed, so that none is left even as a zombie when the zygote reports the end."""
+    deadline = time.monotonic() + seconds
     try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+        while time.monotonic() < deadline:
+            if not os.waitpid(-1, os.WNOHANG)[0]:
+                time.sleep(0.001)
     except ChildProcessError:
         pass
 

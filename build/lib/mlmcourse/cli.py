@@ -1,0 +1,56 @@
+"""The ``mlmcourse`` console script: one sub-command per module that implements it.
+
+Each sub-command module exposes ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module implementing it, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("mlmcourse.train_cli", "train TinyMLM on the shipped corpus and save a checkpoint"),
+    "init": ("mlmcourse.grading.cli.init", "create a course folder holding the exercises"),
+    "release": ("mlmcourse.grading.cli.release", "generate the student versions of the exercises"),
+    "check": ("mlmcourse.grading.cli.check", "run an exercise notebook's visible tests"),
+    "grade": ("mlmcourse.grading.cli.grade", "autograde a whole class, in parallel and sandboxed"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command; with ``only``, the modules of the others are not imported
+    (they stay listed in ``--help``), so that ``mlmcourse init`` does not wait for PyTorch."""
+    parser = argparse.ArgumentParser(
+        prog="mlmcourse",
+        description="Tools of the masked-language-model course: train the tiny model, "
+        "release exercises, check a notebook, grade a class.",
+    )
+    from mlmcourse import __version__
+
+    parser.add_argument("--version", action="version", version=f"mlmcourse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((w for w in words if w in SUBCOMMANDS), ""))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exercises and grading: release, check and grade the course's nbgrader assignments."""

@@ -1,0 +1,1 @@
+"""The grading sub-commands of ``mlmcourse``: argument parsing and exit codes only."""

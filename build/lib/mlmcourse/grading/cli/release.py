@@ -1,0 +1,70 @@
+"""Generate the student versions of a course's exercises into <course>/release/.
+
+Runs nbgrader's generate_assignment (solutions replaced by stubs, hidden tests removed, cells
+locked and checksummed) for the named assignments, or for every assignment in <course>/source/,
+overwriting any earlier release. The course is --course DIR, else the nearest folder upward
+holding nbgrader_config.py, else ./autograder. Exit codes: 0 released, 1 nbgrader failed, 2 unknown
+assignment or no course.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, release_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("assignments", nargs="*", metavar="ASSIGNMENT",
+                        help="assignments to release (default: every one in <course>/source/)")
+    parser.add_argument("--course", type=Path, default=None, metavar="DIR",
+                        help="the nbgrader course folder (default: the nearest folder upward "
+                        f"holding {CONFIG_NAME}, else ./autograder)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+
+
+def release(assignment: str, course: Path) -> dict:
+    """Run ``nbgrader generate_assignment`` for one assignment; nbgrader's result dict."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    # nbgrader runs the `alembic` script of its own environment when it creates the gradebook
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    config = PyFileConfigLoader(CONFIG_NAME, path=str(course)).load_config()
+    config.CourseDirectory.root = str(course)
+    # nbgrader checks the exchange (used by JupyterHub fetch/submit) exists when it starts
+    Path(config.Exchange.root).mkdir(parents=True, exist_ok=True)
+    api = NbGraderAPI(config=config)
+    api.log.setLevel(logging.ERROR)
+    return api.generate_assignment(assignment, force=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    course = find_course(args.course)
+    if not (course / CONFIG_NAME).is_file():
+        print(f"mlmcourse release: {course} is not a course folder (no {CONFIG_NAME}); "
+              "pass --course DIR", file=sys.stderr)
+        return 2
+    known = assignments(course)
+    unknown = [a for a in args.assignments if a not in known]
+    if unknown:
+        print(f"mlmcourse release: unknown assignment {', '.join(unknown)}; "
+              f"the assignments of {course} are: {', '.join(known) or '(none)'}",
+              file=sys.stderr)
+        return 2
+    status = 0
+    for assignment in args.assignments or known:
+        result = release(assignment, course)
+        if not result.get("success"):
+            print(f"mlmcourse release: {assignment} failed:\n{result.get('log', '')}",
+                  file=sys.stderr)
+            status = 1
+        elif not args.quiet:
+            print(f"released {assignment} -> {release_path(course, assignment)}")
+    return status

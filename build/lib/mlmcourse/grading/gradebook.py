@@ -1,0 +1,233 @@
+"""Writing grades into nbgrader's gradebook (``<course>/gradebook.db``) and autograded folder.
+
+Only the main grading process writes here, one database transaction per student, so that
+nbgrader's formgrader sees students, submissions and per-cell ``auto_score`` exactly as after
+``nbgrader autograde`` and can open the autograded notebook to grade written answers by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+
+from nbgrader.api import (
+    Comment,
+    Grade,
+    Gradebook,
+    MissingEntry,
+    Student,
+    SubmittedAssignment,
+    SubmittedNotebook,
+)
+
+from mlmcourse.grading.atomic import write_atomic
+from mlmcourse.grading.records import Result, Status
+
+
+def db_path(course: Path) -> Path:
+    """Where the course's gradebook lives."""
+    return course / "gradebook.db"
+
+
+def backup(course: Path) -> Path | None:
+    """Copy the gradebook to ``gradebook.db.bak`` (SQLite's online backup) before a run."""
+    source = db_path(course)
+    if not source.exists():
+        return None
+    target = course / "gradebook.db.bak"
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
+
+
+def db_url(course: Path) -> str:
+    """The SQLAlchemy URL of the course's gradebook."""
+    return f"sqlite:///{db_path(course)}"
+
+
+def open_gradebook(course: Path) -> Gradebook:
+    """Open (creating if needed) the course's gradebook.
+
+    nbgrader runs the ``alembic`` script of its environment to check the schema, so that
+    environment's scripts folder must be on ``PATH`` even when Python was started by full path.
+    """
+    scripts = sysconfig.get_path("scripts")
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    return Gradebook(db_url(course), course_id=course_id(course))
+
+
+def course_id(course: Path) -> str:
+    """``CourseDirectory.course_id`` of the course's ``nbgrader_config.py`` (nbgrader's default
+    otherwise), so that assignments created here belong to the same course as nbgrader's."""
+    config_file = course / "nbgrader_config.py"
+    if config_file.exists():
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader(config_file.name, str(course)).load_config()
+        value = config.get("CourseDirectory", {}).get("course_id")
+        if isinstance(value, str) and value:
+            return value
+    return "default_course"
+
+
+def ensure_assignment(gb: Gradebook, course: Path, assignment: str, notebook_path: Path) -> None:
+    """Make sure the assignment and its cells are in the gradebook (as ``generate_assignment``
+    does)."""
+    try:
+        gb.find_notebook(notebook_path.stem, assignment)
+        return
+    except MissingEntry:
+        pass
+    import nbformat
+    from nbgrader.preprocessors import ComputeChecksums, SaveCells
+
+    gb.update_or_create_assignment(assignment, course_id=gb.course_id)
+    nb = nbformat.read(notebook_path, as_version=nbformat.NO_CONVERT)
+    resources = {"nbgrader": {"notebook": notebook_path.stem, "assignment": assignment,
+                              "db_url": db_url(course)}}
+    nb, resources = ComputeChecksums().preprocess(nb, resources)
+    SaveCells().preprocess(nb, resources)
+
+
+def student_ids(gb: Gradebook) -> list[str]:
+    """Every student the gradebook knows."""
+    return [s.id for s in gb.students]
+
+
+def record(gb: Gradebook, assignment: str, notebook: str, result: Result,
+           submitted_at: dt.datetime | None = None) -> None:
+    """Write one student's result (one transaction): student, submission (with the time it was
+    handed in, naive UTC, ``None`` when unknown), per-cell auto_score."""
+    db = gb.db
+    try:
+        student_id = result.student_id
+        student = db.get(Student, student_id)
+        if student is None:
+            student = Student(id=student_id)
+            db.add(student)
+        try:
+            submission = gb.find_submission(assignment, student_id)
+        except MissingEntry:
+            with db.no_autoflush:
+                graded = gb.find_assignment(assignment)
+                submission = SubmittedAssignment(assignment=graded, student=student)
+                db.add(submission)
+                for nb in graded.notebooks:
+                    submitted = SubmittedNotebook(notebook=nb, assignment=submission)
+                    db.add(submitted)
+                    for cell in nb.grade_cells:
+                        db.add(Grade(cell_id=cell.id, notebook=submitted))
+                    for cell in nb.solution_cells:
+                        db.add(Comment(cell_id=cell.id, notebook=submitted))
+        # when the student handed it in (never when it was graded: that made everyone late)
+        submission.timestamp = submitted_at
+        db.flush()
+        failed = result.status == Status.FAILED
+        for submitted in submission.notebooks:
+            if submitted.name != notebook:
+                continue
+            for grade in submitted.grades:
+                cell = result.cells.get(grade.name)
+                grade.auto_score = cell.points if cell else (0.0 if failed else None)
+                # a score the instructor already gave in formgrader stays final on a re-run
+                grade.needs_manual_grade = failed or (
+                    grade.auto_score is None and grade.manual_score is None)
+        db.commit()
+    except Exception:
+        db.rollback()
+        raise
+
+
+def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
+                  ) -> dict[str, float]:
+    """The scores an instructor gave by hand in formgrader, by grade id."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return {}
+    return {g.name: float(g.manual_score) for g in submitted.grades if g.manual_score is not None}
+
+
+def manual_comments(gb: Gradebook, assignment: str, notebook: str, student_id: str
+                    ) -> dict[str, str]:
+    """The comments an instructor wrote in formgrader, by cell name (non-empty ones only)."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return {}
+    return {c.name: c.manual_comment.strip() for c in submitted.comments
+            if c.manual_comment and c.manual_comment.strip()}
+
+
+def seconds_late(gb: Gradebook, assignment: str, student_id: str) -> float:
+    """How late the submission is: its time after the due date plus the student's extension
+    (0 without a due date or a submission time)."""
+    try:
+        submission = gb.find_submission(assignment, student_id)
+    except MissingEntry:
+        return 0.0
+    due = submission.assignment.duedate
+    if due is None or submission.timestamp is None:
+        return 0.0
+    if submission.extension is not None:
+        due = due + submission.extension
+    return max(0.0, (submission.timestamp - due).total_seconds())
+
+
+def late_penalty_function(course: Path) -> Callable[[str, float, float], float]:
+    """``penalty(student_id, score, seconds_late)`` of the course's late-submission plugin
+    (``c.AssignLatePenalties.plugin_class``, nbgrader's ``LateSubmissionPlugin`` by default, with
+    ``c.LateSubmissionPlugin.penalty_method``), kept between 0 and the score as nbgrader does."""
+    from nbgrader.preprocessors import AssignLatePenalties
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    if (course / "nbgrader_config.py").exists():
+        config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+    assigner = AssignLatePenalties(config=config)
+    assigner.init_plugin()
+    plugin = assigner.plugin_inst
+
+    def penalty(student_id: str, score: float, late: float) -> float:
+        if late <= 0:
+            return 0.0
+        value = plugin.late_submission_penalty(student_id, score, late)
+        return 0.0 if value is None else min(max(float(value), 0.0), score)
+
+    return penalty
+
+
+def set_late_penalty(gb: Gradebook, assignment: str, notebook: str, student_id: str,
+                     penalty: float) -> None:
+    """Store the penalty where formgrader and ``nbgrader export`` read it."""
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
+    except MissingEntry:
+        return
+    submitted.late_submission_penalty = penalty or None
+    gb.db.commit()
+
+
+def write_autograded(course: Path, assignment: str, notebook: str, result: Result,
+                     submitted_at: dt.datetime | None = None) -> None:
+    """Save the autograded notebook where formgrader looks for it (atomically), with the
+    submission's ``timestamp.txt`` as ``nbgrader autograde`` copies it."""
+    if result.autograded is None:
+        return
+    folder = course / "autograded" / result.student_id / assignment
+    write_atomic(folder / f"{notebook}.ipynb",
+                 json.dumps(result.autograded, indent=1, ensure_ascii=False))
+    stamp = folder / "timestamp.txt"
+    if submitted_at is not None:
+        write_atomic(stamp, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    else:
+        stamp.unlink(missing_ok=True)

@@ -1,0 +1,329 @@
+"""Grading a class, stage by stage: prepare -> collect -> plan -> check -> execute -> record ->
+report. Each stage is one function; :func:`grade_class` runs them in order.
+
+Everything a submission controls is contained to that submission: a step of the trusted side
+that fails on it (storing, the gradebook, the autograded notebook, feedback) makes that student
+``failed`` with the reason, and the others are graded as if it were not there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlmcourse.grading import feedback, report
+from mlmcourse.grading.collect import Submission, UsageError, discover
+from mlmcourse.grading.course import release_path, source_path
+from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_source
+from mlmcourse.grading.pool import WorkerPool
+from mlmcourse.grading.records import Result, Status, Task
+from mlmcourse.grading.sandbox import cgroups, uids
+from mlmcourse.grading.sandbox.policy import (
+    UID_BLOCK,
+    Limits,
+    Policy,
+    build_policy,
+    sandbox_path_env,
+)
+from mlmcourse.grading.store import ResultStore
+
+SOLUTION_ID = "source-solution"
+
+
+class GradingRefused(Exception):
+    """The class cannot be graded as asked (exit code 2): the message says why and what to do."""
+
+
+class SolutionFails(Exception):
+    """The source solution does not get full marks in the sandbox (exit code 3): an environment
+    problem that would otherwise turn into students' zeros."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the instructor asked for."""
+
+    assignment: str
+    submissions: Path
+    out: Path
+    course: Path
+    jobs: int
+    timeout: float
+    sandbox: bool = True
+
+
+@dataclass
+class Run:
+    """One grading run's state (made by :func:`prepare`; :func:`finish` releases it)."""
+
+    settings: Settings
+    source_path: Path
+    source: SourceNotebook
+    out: Path
+    workroot: Path
+    policy: Policy | None
+    extra_files: list[tuple[str, str]]
+    store: ResultStore
+    uid_lock: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    times: dict[str, dt.datetime | None] = field(default_factory=dict)  # handed in (naive UTC)
+
+    @property
+    def notebook(self) -> str:
+        return self.source_path.stem
+
+    def stored_settings(self) -> dict:
+        """What a stored result depends on besides the submission and the source."""
+        limits = self.policy.limits if self.policy else Limits()
+        return {"timeout": self.settings.timeout, "limits": vars(limits),
+                "sandbox": self.policy is not None}
+
+
+def prepare(settings: Settings) -> Run:
+    """Check the request and the machine; reserve uids and cgroups; fail closed."""
+    path = source_path(settings.course, settings.assignment)
+    if not path.exists():
+        raise GradingRefused(f"no assignment {settings.assignment!r}: {path} does not exist")
+    if not 1 <= settings.jobs <= UID_BLOCK or settings.timeout <= 0:
+        raise GradingRefused(f"--jobs must be between 1 and {UID_BLOCK}, --timeout positive")
+    try:
+        source = load_source(path)
+    except (ValueError, SubmissionProblem) as exc:
+        raise GradingRefused(f"cannot read the source notebook {path}: {exc}") from None
+    uid_base, uid_lock, folders = 0, None, ()
+    if settings.sandbox:
+        if os.geteuid() != 0:
+            raise GradingRefused(
+                "the sandbox (namespaces, cgroups, a uid of its own per submission) needs root: "
+                "run mlmcourse grade as root, or pass --no-sandbox to grade trusted code "
+                "without isolation")
+        try:
+            uid_base, uid_lock = uids.reserve_block()
+            folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
+        except (uids.UidsUnavailable, cgroups.CgroupsUnavailable) as exc:
+            raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
+                                 "isolation") from None
+    limits = Limits(cpu_seconds=int(settings.timeout) + 10)
+    policy = build_policy(uid_base, folders, limits) if settings.sandbox else None
+    workroot = Path(tempfile.gettempdir()) / f"mlmcourse-grade-{uid_base or os.getpid()}"
+    shutil.rmtree(workroot, ignore_errors=True)  # left by a killed run of this uid block
+    workroot.mkdir(mode=0o700)
+    release = release_path(settings.course, settings.assignment).parent
+    extra = [(str(p), p.name) for p in sorted(release.glob("*"))
+             if p.is_file() and not p.is_symlink() and p.suffix != ".ipynb"] \
+        if release.is_dir() else []
+    out = settings.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return Run(settings, path, source, out, workroot, policy, extra, ResultStore(out), uid_lock)
+
+
+def finish(run: Run) -> None:
+    """Remove the run's working folder and cgroups; release its uids."""
+    shutil.rmtree(run.workroot, ignore_errors=True)
+    if run.policy is not None:
+        try:
+            cgroups.remove(run.policy.cgroups, seconds=2.0)
+        except OSError:
+            pass
+    if run.uid_lock is not None:
+        os.close(run.uid_lock)
+
+
+def collect(run: Run) -> list[Submission]:
+    """Every submission of the assignment found in the submissions folder or zip."""
+    staging = run.workroot / "unpacked"
+    staging.mkdir()
+    try:
+        submissions, warnings = discover(run.settings.submissions.resolve(),
+                                         run.settings.assignment, staging)
+    except UsageError as exc:
+        raise GradingRefused(str(exc)) from None
+    run.warnings += warnings
+    run.times = {s.student_id: s.submitted_at for s in submissions}
+    return submissions
+
+
+def _task(run: Run, student_id: str, notebook: str | None, problem: str | None,
+          files: list[tuple[str, str]], sha: str) -> Task:
+    policy = None
+    if run.policy is not None:
+        from dataclasses import asdict
+
+        policy = asdict(run.policy)
+    return Task(student_id, run.settings.assignment, str(run.source_path), notebook, problem,
+                run.extra_files + files, sha, run.stored_settings(), str(run.workroot), policy,
+                sandbox_path_env(), run.settings.timeout)
+
+
+def plan(run: Run, submissions: list[Submission]) -> tuple[dict[str, Result], list[Task]]:
+    """Results that can be reused as they are, and tasks for the rest."""
+    reused: dict[str, Result] = {}
+    tasks = []
+    for sub in submissions:
+        cached = run.store.reusable(sub.student_id, sub.sha256, run.source.sha256,
+                                    run.stored_settings())
+        if cached is not None:
+            reused[sub.student_id] = cached
+        else:
+            tasks.append(_task(run, sub.student_id, str(sub.notebook) if sub.notebook else None,
+                               sub.problem, sub.files, sub.sha256))
+    return reused, tasks
+
+
+def check_solution(run: Run, pool: WorkerPool) -> None:
+    """Grade the source notebook itself, in the same sandbox, before any student: anything
+    short of full marks on its tests means the environment is broken."""
+    task = _task(run, SOLUTION_ID, str(run.source_path), None, [], run.source.sha256)
+    (result,) = list(pool.run([task]))
+    failing = [(gid, c.message) for gid, c in result.cells.items()
+               if c.kind == "test" and not c.passed]
+    if result.status == Status.FAILED or failing:
+        detail = "; ".join(f"{gid}: {message}" for gid, message in failing) or result.reason
+        raise SolutionFails(
+            f"the source solution of {run.settings.assignment} does not get full marks in the "
+            f"sandbox, so students would lose points for the environment, not their answers: "
+            f"{detail}")
+
+
+def execute(run: Run, pool: WorkerPool, tasks: list[Task]) -> Iterator[Result]:
+    """Grade the tasks in the workers; results in completion order."""
+    for result in pool.run(tasks):
+        if not result.max_score:
+            result.max_score = run.source.max_score
+        yield result
+
+
+def record(run: Run, gb: object, result: Result) -> Result:
+    """Store one result, write it to the gradebook and the autograded folder; contained: a
+    failure makes this student ``failed`` (written as such where possible), never the run's."""
+    from mlmcourse.grading import gradebook
+    from mlmcourse.grading.sanitise import neutralise_notebook
+
+    try:
+        if result.autograded is not None:
+            result.autograded = neutralise_notebook(result.autograded)
+        if not result.grader_error:
+            run.store.save(result)
+        submitted_at = run.times.get(result.student_id)
+        gradebook.record(gb, run.settings.assignment, run.notebook, result, submitted_at)
+        gradebook.write_autograded(run.settings.course, run.settings.assignment, run.notebook,
+                                   result, submitted_at)
+        return result
+    except Exception as exc:  # noqa: BLE001 - one submission never stops the class
+        failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
+                               f"the grader could not record this submission "
+                               f"({type(exc).__name__}: {str(exc)[:200]})", grader_error=True)
+        try:
+            gradebook.record(gb, run.settings.assignment, run.notebook, failed,
+                             run.times.get(result.student_id))
+        except Exception:  # noqa: BLE001 - the gradebook keeps its earlier state
+            pass
+        return failed
+
+
+def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
+    """Scores given by hand, feedback pages, ``grades.csv`` and the report; returns the rows."""
+    from mlmcourse.grading import gradebook
+
+    rows = []
+    assignment, notebook = run.settings.assignment, run.notebook
+    penalty = gradebook.late_penalty_function(run.settings.course)
+    for student_id, result in sorted(results.items()):
+        result = with_manual_scores(
+            result, gradebook.manual_scores(gb, assignment, notebook, student_id),
+            gradebook.manual_comments(gb, assignment, notebook, student_id))
+        submitted_at = run.times.get(student_id)
+        result.submitted_at = submitted_at.isoformat(timespec="seconds") if submitted_at else ""
+        result.seconds_late = gradebook.seconds_late(gb, assignment, student_id)
+        result.late_penalty = penalty(student_id, result.score, result.seconds_late)
+        gradebook.set_late_penalty(gb, assignment, notebook, student_id, result.late_penalty)
+        try:
+            feedback.write(run.out, run.settings.assignment, result)
+        except Exception as exc:  # noqa: BLE001 - contained to this student
+            result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
+                                   f"the feedback page could not be written ({type(exc).__name__})")
+        rows.append(result)
+    for student_id in sorted(set(gradebook.student_ids(gb)) - set(results)):
+        rows.append(Result(student_id, run.settings.assignment, run.source.max_score,
+                           Status.NOT_SUBMITTED))
+    grade_ids = [c.grade_id for c in run.source.graded_cells]
+    report.write_csv(run.out, grade_ids, rows)
+    report.write_report(run.out, run.settings.assignment, grade_ids, rows)
+    return rows
+
+
+def with_manual_scores(result: Result, manual: dict[str, float],
+                       comments: dict[str, str] | None = None) -> Result:
+    """The result with what the instructor gave in formgrader: a score by hand replaces the
+    cell's points (a written answer's, or an override of a test's, as in nbgrader), and every
+    comment goes with its cell (comments on cells that are not graded, such as code to write,
+    go to ``comments``). ``graded`` once every written answer has points. The stored result keeps
+    only what the grader computed."""
+    from dataclasses import replace
+
+    comments = dict(comments or {})
+    if result.status in (Status.FAILED, Status.NOT_SUBMITTED):
+        return replace(result, comments=comments)
+    cells = {gid: replace(cell) for gid, cell in result.cells.items()}
+    for grade_id, cell in cells.items():
+        cell.comment = comments.pop(grade_id, "")
+        if grade_id in manual:
+            cell.points, cell.by_hand = manual[grade_id], True
+            if cell.kind == "written":
+                cell.message = "graded by hand"
+    pending = any(c.kind == "written" and c.points is None for c in cells.values())
+    status, reason = result.status, result.reason
+    if status == Status.NEEDS_MANUAL and not pending:
+        status, reason = Status.GRADED, ""
+    updated = replace(result, cells=cells, status=status, reason=reason, comments=comments)
+    updated.score = updated.total()
+    return updated
+
+
+def grade_class(settings: Settings, progress: Callable[[int, int], object] | None = None,
+                say: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+                ) -> list[Result]:
+    """Run every stage; returns the rows of ``grades.csv``. ``progress(done, total)`` is called
+    as results arrive."""
+    from mlmcourse.grading import gradebook
+
+    run = prepare(settings)
+    try:
+        submissions = collect(run)
+        for warning in run.warnings:
+            say(f"warning: {warning}")
+        results, tasks = plan(run, submissions)
+        pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.setup_modules,
+                          run.workroot) if tasks else None
+        try:
+            if pool is not None:
+                check_solution(run, pool)
+            gradebook.backup(settings.course)
+            gb = gradebook.open_gradebook(settings.course)
+            released = release_path(settings.course, settings.assignment)
+            gradebook.ensure_assignment(gb, settings.course, settings.assignment,
+                                        released if released.exists() else run.source_path)
+            for result in results.values():
+                record(run, gb, result)
+            done = len(results)
+            if progress:
+                progress(done, len(submissions))
+            for result in execute(run, pool, tasks) if pool else []:
+                results[result.student_id] = record(run, gb, result)
+                done += 1
+                if progress:
+                    progress(done, len(submissions))
+        finally:
+            if pool is not None:
+                pool.close()
+        rows = publish(run, gb, results)
+        gb.close()
+        return rows
+    finally:
+        finish(run)

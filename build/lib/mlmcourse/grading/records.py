@@ -1,0 +1,107 @@
+"""The grader's records: what a worker is asked to grade (:class:`Task`) and what it found
+(:class:`Result`, one :class:`CellResult` per graded cell), with their JSON forms."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Where a student's submission stands."""
+
+    GRADED = "graded"
+    NEEDS_MANUAL = "needs_manual"  # written answers wait for the instructor
+    NOT_SUBMITTED = "not_submitted"
+    FAILED = "failed"  # could not be graded; ``reason`` says why
+
+
+@dataclass
+class CellResult:
+    """The outcome of one graded cell: a test (``passed``) or a written answer (``points`` is
+    ``None`` until graded by hand)."""
+
+    kind: str
+    max_points: float
+    points: float | None = 0.0
+    passed: bool | None = False
+    message: str = ""
+    misconception: str | None = None
+    by_hand: bool = False  # ``points`` were given (or overridden) by the instructor in formgrader
+    comment: str = ""  # the instructor's comment on this cell, from formgrader
+
+
+@dataclass
+class Task:
+    """One submission to grade, as the main process hands it to a worker."""
+
+    student_id: str
+    assignment: str
+    source: str
+    notebook: str | None
+    problem: str | None
+    files: list[tuple[str, str]]
+    submission_sha: str
+    settings: dict[str, Any]
+    workroot: str
+    policy: dict[str, Any] | None  # plain form of sandbox.policy.Policy; None: --no-sandbox
+    path_env: str
+    timeout: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        return cls(**{**data, "files": [tuple(f) for f in data["files"]]})
+
+
+@dataclass
+class Result:
+    """What grading one submission found."""
+
+    student_id: str
+    assignment: str
+    max_score: float
+    status: Status = Status.FAILED
+    reason: str = ""
+    score: float = 0.0
+    cells: dict[str, CellResult] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+    submission_sha: str = ""
+    source_sha: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    autograded: dict[str, Any] | None = None
+    grader_error: bool = False  # not the submission's fault: never stored, graded again next run
+    # set on every run from the submission and the gradebook (see pipeline.publish):
+    submitted_at: str = ""  # ISO time in UTC, from timestamp.txt or the zip entry; "" unknown
+    seconds_late: float = 0.0  # after the due date (with the student's extension)
+    late_penalty: float = 0.0  # nbgrader's late-submission plugin's penalty, in points
+    comments: dict[str, str] = field(default_factory=dict)  # instructor's, on ungraded cells
+
+    def final_score(self) -> float:
+        """The score after the late penalty (never below 0), as ``nbgrader export`` computes it."""
+        return max(0.0, self.score - self.late_penalty)
+
+    def total(self) -> float:
+        """The points earned so far (written answers not yet graded count 0)."""
+        return sum(c.points or 0.0 for c in self.cells.values())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        cells = {k: CellResult(**v) for k, v in data.get("cells", {}).items()}
+        return cls(**{**data, "status": Status(data["status"]), "cells": cells})
+
+    @classmethod
+    def failed(cls, student_id: str, assignment: str, max_score: float, reason: str,
+               *, grader_error: bool = False) -> Result:
+        """A submission that could not be graded, with the reason."""
+        return cls(student_id, assignment, max_score, Status.FAILED, reason,
+                   grader_error=grader_error)

@@ -1,0 +1,119 @@
+"""Control groups (cgroup v1 ``cpu``, ``memory`` and ``pids`` hierarchies): one per sandbox.
+
+A grading run makes a folder of its own in each hierarchy, below the cgroup the grader itself
+runs in; each sandbox gets a fresh child folder there with its limits, joins it before it
+forks anything, and the zygote reads its memory figures and removes it once it has ended.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mlmcourse.grading.sandbox.policy import Limits
+
+CONTROLLERS = ("cpu", "memory", "pids")
+CFS_PERIOD_US = 100_000
+
+
+class CgroupsUnavailable(Exception):
+    """The cgroup hierarchies the sandbox needs are not there or not writable."""
+
+
+def _mount_points() -> dict[str, str]:
+    """Where each cgroup v1 controller is mounted."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            fields, extra = left.split(), right.split()
+            if len(extra) >= 3 and extra[0] == "cgroup":
+                for option in extra[2].split(","):
+                    if option in CONTROLLERS:
+                        found.setdefault(option, fields[4])
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """The cgroup this process is in, per controller."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(","):
+                own[controller] = path
+    return own
+
+
+def create_run_folders(name: str) -> tuple[str, ...]:
+    """Make this run's folder in each hierarchy (below the grader's own cgroup)."""
+    mounts, own = _mount_points(), _own_paths()
+    missing = [c for c in CONTROLLERS if c not in mounts]
+    if missing:
+        raise CgroupsUnavailable(
+            f"the cgroup v1 hierarchies {', '.join(missing)} are not mounted (needed to bound "
+            "each submission's CPU, memory and processes)")
+    folders = []
+    for controller in CONTROLLERS:
+        folder = Path(mounts[controller], own.get(controller, "/").lstrip("/"), name)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CgroupsUnavailable(f"cannot create the cgroup {folder}: {exc.strerror}") from None
+        folders.append(str(folder))
+    return tuple(folders)
+
+
+def _write(folder: str, name: str, value: str) -> None:
+    with open(os.path.join(folder, name), "w") as handle:
+        handle.write(value)
+
+
+def create(folders: tuple[str, ...], limits: Limits) -> None:
+    """A fresh cgroup per controller (``cpu``, ``memory``, ``pids``) with its limits written."""
+    for folder in folders:
+        os.mkdir(folder)
+    cpu, memory, pids = folders
+    _write(cpu, "cpu.cfs_period_us", str(CFS_PERIOD_US))
+    _write(cpu, "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+    _write(memory, "memory.limit_in_bytes", str(limits.memory_bytes))
+    if os.path.exists(os.path.join(memory, "memory.memsw.limit_in_bytes")):
+        _write(memory, "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+    _write(pids, "pids.max", str(limits.processes))
+
+
+def join(folders: tuple[str, ...]) -> None:
+    """Move the calling process into the sandbox's cgroups."""
+    for folder in folders:
+        _write(folder, "cgroup.procs", str(os.getpid()))
+
+
+def memory_figures(folders: tuple[str, ...]) -> tuple[int, int]:
+    """(peak memory in bytes, processes the kernel killed for memory) of an ended sandbox."""
+    memory = folders[1]
+    with open(os.path.join(memory, "memory.max_usage_in_bytes")) as handle:
+        peak = int(handle.read())
+    kills = 0
+    with open(os.path.join(memory, "memory.oom_control")) as handle:
+        for line in handle:
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                kills = int(value)
+    return peak, kills
+
+
+def remove(folders: tuple[str, ...], seconds: float = 5.0) -> None:
+    """Remove cgroups once their processes are gone (waits up to ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    for folder in folders:
+        while True:
+            try:
+                os.rmdir(folder)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)

@@ -1,0 +1,232 @@
+"""Applying a :class:`~mlmcourse.grading.sandbox.policy.Policy` to a freshly forked child.
+
+Two processes make one sandbox. The *holder* (forked by the zygote) joins the sandbox's
+cgroups, enters new PID, mount, network, IPC and UTS namespaces and forks the *kernel*, the
+first process (PID 1) of the new PID namespace, then only waits for it: when the kernel ends,
+the kernel kills every process left in its namespace, and when the holder is killed (timeout),
+the kernel is killed with it. The kernel builds its root file system from the policy's
+allowlist, drops to the sandbox uid, sets its limits and only then runs student code.
+
+Every step either succeeds or raises :class:`Refused`: nothing runs with less isolation than
+the policy says.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import time
+
+from mlmcourse.grading.sandbox import cgroups, linux
+from mlmcourse.grading.sandbox.policy import DEVICES, HOSTNAME, WORKDIR, Policy, environment
+
+NEW_ROOT = "/tmp"
+"""Where the new root is assembled (in the sandbox's own mount namespace) before pivot_root."""
+EXIT_REFUSED = 70
+
+
+class Refused(Exception):
+    """A step of the isolation was refused by the system; the submission cannot be graded."""
+
+
+def _step(what: str, action, *args) -> None:  # noqa: ANN001 - a small internal helper
+    try:
+        action(*args)
+    except OSError as exc:
+        raise Refused(f"{what}: {exc.strerror or exc}") from None
+
+
+def cgroup_folders(policy: Policy, holder_pid: int) -> tuple[str, ...]:
+    """The cgroup folders of the sandbox whose holder has ``holder_pid``."""
+    return tuple(os.path.join(parent, f"{policy.uid}-{holder_pid}") for parent in policy.cgroups)
+
+
+def hold(policy: Policy) -> int:
+    """In the holder: cgroups, namespaces, then fork the kernel; returns 0 in the kernel and
+    the kernel's pid in the holder."""
+    os.setsid()
+    try:
+        folders = cgroup_folders(policy, os.getpid())
+        cgroups.create(folders, policy.limits)
+        cgroups.join(folders)
+    except OSError as exc:
+        raise Refused(f"cgroups: {exc}") from None
+    _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWNET
+          | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+    return os.fork()
+
+
+def wait_for_kernel(kernel: int) -> None:
+    """In the holder: wait for the kernel and exit with its status (128 + signal if killed).
+
+    The holder shares the kernel's mount namespace, so the kernel's ``pivot_root`` moves it
+    into the sandbox's root too, whose ``/proc`` does not show it: nothing here may need /proc.
+    """
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    _, status = os.waitpid(kernel, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
+    """In the kernel (PID 1 of its namespace): build the root, drop privileges, set limits."""
+    _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    _step("private mounts", linux.mount, None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    sources = _open_sources(policy.readonly_paths)
+    _step("new root", linux.tmpfs, NEW_ROOT, "8m")
+    for path, source in sources.items():
+        _place(path, source)
+    _make_etc(policy.uid)
+    _make_dev()
+    _make_tmp(workdir_fd, policy)
+    os.mkdir(NEW_ROOT + "/proc")
+    _step("/proc", linux.mount, "proc", NEW_ROOT + "/proc", "proc",
+          linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    os.mkdir(NEW_ROOT + "/.old")
+    _step("pivot_root", linux.pivot_root, NEW_ROOT, NEW_ROOT + "/.old")
+    os.chdir("/")
+    _step("detach the host's root", linux.umount, "/.old", linux.MNT_DETACH)
+    os.rmdir("/.old")
+    _step("read-only root", linux.mount, None, "/", None, linux.MS_REMOUNT | linux.MS_BIND
+          | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
+    _step("hostname", linux.sethostname, HOSTNAME)
+    os.chdir(WORKDIR)
+    _drop_privileges(policy.uid)
+    os.environ.clear()
+    os.environ.update(environment(path_env))
+    _set_limits(policy)
+    _step("no new privileges", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
+    # a change of uid clears the parent-death signal: set it again
+    _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def _open_sources(paths: tuple[str, ...]) -> dict[str, int | str]:
+    """Each allowed host path as an ``O_PATH`` descriptor (or a link's target), opened before
+    anything is mounted over the host's folders."""
+    sources: dict[str, int | str] = {}
+    for path in paths:
+        if os.path.islink(path):
+            sources[path] = os.readlink(path)
+        elif os.path.exists(path):
+            sources[path] = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    return sources
+
+
+def _place(path: str, source: int | str) -> None:
+    target = NEW_ROOT + path
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if isinstance(source, str):
+        os.symlink(source, target)
+        return
+    if os.path.isdir(f"/proc/self/fd/{source}"):
+        os.makedirs(target, exist_ok=True)
+    else:
+        open(target, "w").close()  # noqa: SIM115 - an empty file to bind onto
+    _step(f"bind {path}", linux.bind_readonly, f"/proc/self/fd/{source}", target)
+    os.close(source)
+
+
+def _make_etc(uid: int) -> None:
+    os.makedirs(NEW_ROOT + "/etc", exist_ok=True)
+    with open(NEW_ROOT + "/etc/passwd", "w") as handle:
+        handle.write(f"student:x:{uid}:{uid}:student:{WORKDIR}:/usr/sbin/nologin\n")
+    with open(NEW_ROOT + "/etc/group", "w") as handle:
+        handle.write(f"student:x:{uid}:\n")
+    with open(NEW_ROOT + "/etc/hostname", "w") as handle:
+        handle.write(HOSTNAME + "\n")
+
+
+def _make_dev() -> None:
+    dev = NEW_ROOT + "/dev"
+    os.mkdir(dev)
+    _step("/dev", linux.tmpfs, dev, "64k")
+    for device in DEVICES:
+        open(NEW_ROOT + device, "w").close()  # noqa: SIM115 - an empty file to bind onto
+        _step(f"bind {device}", linux.mount, device, NEW_ROOT + device, None, linux.MS_BIND)
+        _step(f"bind {device}", linux.mount, None, NEW_ROOT + device, None,
+              linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NOEXEC)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{dev}/{name}")
+    os.mkdir(dev + "/shm")
+    _step("/dev/shm", linux.tmpfs, dev + "/shm", "64m", "1777")
+
+
+def _make_tmp(workdir_fd: int, policy: Policy) -> None:
+    """The private, size-limited /tmp with the student's files copied to /tmp/work."""
+    tmp = NEW_ROOT + "/tmp"
+    os.mkdir(tmp)
+    _step("/tmp", linux.tmpfs, tmp, policy.limits.tmp_bytes, "1777")
+    work = NEW_ROOT + WORKDIR
+    shutil.copytree(f"/proc/self/fd/{workdir_fd}", work, symlinks=True)
+    os.close(workdir_fd)
+    os.chmod(work, 0o700)
+    for directory, dirs, names in os.walk(work):
+        for name in [directory, *(os.path.join(directory, n) for n in dirs + names)]:
+            os.lchown(name, policy.uid, policy.uid)
+
+
+def _drop_privileges(uid: int) -> None:
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    except OSError as exc:
+        raise Refused(f"switching to uid {uid}: {exc.strerror}") from None
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid:
+        raise Refused(f"still running as uid {os.geteuid()} after switching to {uid}")
+
+
+def _set_limits(policy: Policy) -> None:
+    limits = policy.limits
+    with open("/proc/self/status") as status:
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    pairs = {
+        resource.RLIMIT_AS: vm_kb * 1024 + limits.memory_bytes,
+        resource.RLIMIT_CPU: limits.cpu_seconds,
+        resource.RLIMIT_FSIZE: limits.file_bytes,
+        resource.RLIMIT_NOFILE: limits.open_files,
+        resource.RLIMIT_NPROC: limits.processes,
+        resource.RLIMIT_CORE: 0,
+    }
+    for which, value in pairs.items():
+        # CPU: SIGXCPU at the soft limit (a named reason); SIGKILL at the hard one if ignored
+        hard = value + 5 if which == resource.RLIMIT_CPU else value
+        try:
+            resource.setrlimit(which, (value, hard))
+        except (OSError, ValueError) as exc:
+            raise Refused(f"setrlimit {which}: {exc}") from None
+
+
+def kill_cgroup(folders: tuple[str, ...], seconds: float = 5.0) -> None:
+    """Kill every process still in a sandbox's cgroups (the zygote does this after the holder
+    has ended) and remove them."""
+    deadline = time.monotonic() + seconds
+    pids_folder = folders[-1]
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(pids_folder, "cgroup.procs")) as handle:
+                pids = [int(p) for p in handle.read().split()]
+        except FileNotFoundError:
+            break
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+    cgroups.remove(folders, max(0.1, deadline - time.monotonic()))
+
+
+def close_other_fds(keep: set[int]) -> None:
+    """Close every descriptor but ``keep``."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,125 @@
+"""The tiny kernel inside a sandbox child: runs cells, hands out values, calls functions.
+
+Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.protocol` messages:
+
+- ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
+- ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
+- ``["call", name, args, kwargs]`` -> ``["value", plain data | Opaque]`` or ``["error", ...]``
+- ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
+  functions (a reference implementation the question asks students to write themselves)
+  raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
+  request, so re-importing the module in one cell does not undo them in the next.
+
+Everything here runs in the sandbox, so none of it is trusted: the grader only relies on the
+decoder of the replies.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mlmcourse.grading.sandbox import protocol
+
+MAX_MESSAGE_CHARS = 2000
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
+
+
+class ForbiddenShortcut(Exception):
+    """The submission called a function its question asks the student to write themselves."""
+
+
+_forbidden: dict[str, str] = {}  # dotted name -> the question that forbids it
+
+
+def _stub(name: str, question: str) -> Any:
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise ForbiddenShortcut(f"{name} may not be used here: question {question} asks for "
+                                "your own code")
+
+    forbidden.__name__ = name.rsplit(".", 1)[-1]
+    return forbidden
+
+
+def _apply_forbidden() -> None:
+    import importlib
+
+    for name, question in _forbidden.items():
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            module = sys.modules.get(module_name) or importlib.import_module(module_name)
+            setattr(module, attribute, _stub(name, question))
+        except Exception:  # noqa: BLE001 - a name that does not exist cannot be called either
+            pass
+
+
+def make_shell() -> Any:
+    """A fresh IPython ``InteractiveShell`` without history (created before forking, once)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "nocolor"
+    return InteractiveShell.instance(config=config)
+
+
+def _describe(exc: BaseException) -> list[Any]:
+    try:
+        message = str(exc)[:MAX_MESSAGE_CHARS]
+    except BaseException:  # noqa: BLE001 - a student's __str__ may raise anything
+        message = "<unprintable message>"
+    return ["error", type(exc).__name__, message]
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _handle(shell: Any, request: list[Any]) -> list[Any]:
+    command = request[0]
+    if command == "forbid":
+        _forbidden.update(dict.fromkeys(request[1], request[2]))
+        _apply_forbidden()
+        return ["ok"]
+    _apply_forbidden()
+    if command == "run":
+        result = shell.run_cell(request[1], store_history=True)
+        error = result.error_before_exec or result.error_in_exec
+        return _describe(error) if error is not None else ["ok"]
+    if command == "get":
+        if request[1] not in shell.user_ns:
+            return ["missing"]
+        value = shell.user_ns[request[1]]
+        return ["value", protocol.Callable(request[1]) if callable(value) else value]
+    if command == "call":
+        _, name, args, kwargs = request
+        try:
+            return ["value", shell.user_ns[name](*args, **kwargs)]
+        except BaseException as exc:  # noqa: BLE001 - reported to the grader as data
+            return _describe(exc)
+    return ["error", "ProtocolError", f"unknown request {command!r}"]
+
+
+def serve(shell: Any, request_fd: int, reply_fd: int) -> None:
+    """Answer requests until the grader closes the pipe (forked copies of the kernel exit)."""
+    import os
+
+    kernel_pid = os.getpid()
+    while True:
+        try:
+            request = protocol.recv(request_fd, MAX_REQUEST_BYTES)
+        except (EOFError, protocol.ProtocolError):
+            return
+        try:
+            reply = _handle(shell, request)
+        except BaseException as exc:  # noqa: BLE001
+            reply = _describe(exc)
+        if os.getpid() != kernel_pid:
+            os._exit(0)
+        _flush()
+        protocol.send(reply_fd, reply, strict=False)

@@ -1,0 +1,327 @@
+"""Sandboxes forked from a warm "zygote", and the grader's handle on one of them.
+
+A grading worker forks its zygote right after importing torch, NumPy and IPython and *before*
+it reads any source notebook, so a sandbox (a fork of the zygote) never holds hidden tests or
+reference solutions in its memory. For each submission the worker sends the zygote a policy and
+four file descriptors (requests, replies, output, the student's staged files) over a
+``SOCK_SEQPACKET`` socket; the zygote forks the sandbox's holder
+(:mod:`~mlmcourse.grading.sandbox.isolation`), reports its pid, waits for it, reads the memory
+figures of its cgroup, kills whatever is left in the cgroup, removes it, and reports how the
+sandbox ended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from mlmcourse.grading.sandbox import cgroups, isolation, linux, protocol
+from mlmcourse.grading.sandbox.kernel import make_shell, serve
+from mlmcourse.grading.sandbox.policy import Limits, Policy
+
+CONTROL_BYTES = 1 << 16
+OUTPUT_KEPT = 64 * 1024
+"""Output bytes kept per cell for the autograded notebook (the rest is counted, not kept)."""
+
+
+class SandboxGone(BaseException):
+    """The sandbox can no longer answer; ``str()`` is the reason (a ``BaseException`` on purpose:
+    test code's ``except Exception`` must not swallow it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Exit:
+    """How a sandbox ended: the holder's wait status, peak memory and the kernel's OOM kills."""
+
+    status: int
+    maxrss_kb: int
+    memory_peak: int = 0
+    oom_kills: int = 0
+    cpu_seconds: float = 0.0
+
+
+def _policy_to_plain(policy: Policy | None) -> dict | None:
+    return None if policy is None else dataclasses.asdict(policy)
+
+
+def _policy_from_plain(plain: dict | None) -> Policy | None:
+    if plain is None:
+        return None
+    return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
+                  cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]))
+
+
+def start_zygote() -> tuple[int, socket.socket]:
+    """Fork the zygote of the calling (warm, not yet secret-holding) worker."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            _zygote_main(theirs)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
+
+
+def _zygote_main(sock: socket.socket) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    isolation.close_other_fds({0, 1, 2, sock.fileno()})
+    shell = make_shell()
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
+        if not message:
+            return
+        request = protocol.decode(message)
+        policy = _policy_from_plain(request["policy"])
+        pid = os.fork()
+        if pid == 0:
+            _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno())
+        for fd in fds:
+            os.close(fd)
+        sock.send(protocol.encode(pid))
+        _, status, usage = os.wait4(pid, 0)
+        peak = kills = 0
+        if policy is not None:
+            folders = isolation.cgroup_folders(policy, pid)
+            try:
+                peak, kills = cgroups.memory_figures(folders)
+                isolation.kill_cgroup(folders)
+            except OSError:
+                pass  # the holder never made its cgroups: it reported why
+        _reap_orphans()
+        sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
+                                   "memory_peak": peak, "oom_kills": kills,
+                                   "cpu_seconds": usage.ru_utime + usage.ru_stime}))
+
+
+def _reap_orphans() -> None:
+    """Collect descendants reparented to the zygote (a subreaper)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[int],
+                  zygote_fd: int) -> None:
+    """The forked sandbox: isolate (holder, then kernel), then serve the grader's requests."""
+    request_fd, reply_fd, output_fd, workdir_fd = fds
+    try:
+        os.close(zygote_fd)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
+        isolation.close_other_fds({0, 1, 2, request_fd, reply_fd, workdir_fd})
+        sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        if policy is None:
+            os.setsid()
+            os.fchdir(workdir_fd)
+            os.close(workdir_fd)
+        else:
+            kernel = isolation.hold(policy)
+            if kernel:
+                isolation.wait_for_kernel(kernel)
+            isolation.confine(policy, workdir_fd, path_env)
+        protocol.send(reply_fd, ["ready"])
+    except BaseException as exc:  # noqa: BLE001 - fail closed: say why, run nothing
+        reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
+        try:
+            protocol.send(reply_fd, ["refused", reason])
+        finally:
+            os._exit(isolation.EXIT_REFUSED)
+    try:
+        serve(shell, request_fd, reply_fd)
+    finally:
+        os._exit(0)
+
+
+class Zygote:
+    """The worker's side of its zygote."""
+
+    def __init__(self) -> None:
+        self.pid, self.sock = start_zygote()
+
+    def spawn(self, policy: Policy | None, workdir: str, path_env: str, limits: Limits,
+              deadline: float) -> Sandbox:
+        """Fork a sandbox working on a copy of ``workdir`` (``SandboxGone`` if it never starts:
+        its reason says which isolation step was refused)."""
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        output_r, output_w = os.pipe()
+        workdir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        message = protocol.encode({"policy": _policy_to_plain(policy), "path_env": path_env})
+        child_fds = [request_r, reply_w, output_w, workdir_fd]
+        socket.send_fds(self.sock, [message], child_fds)
+        for fd in child_fds:
+            os.close(fd)
+        pid = protocol.decode(self.sock.recv(CONTROL_BYTES))
+        sandbox = Sandbox(self, pid, request_w, reply_r, output_r, limits)
+        try:
+            ready = sandbox.exchange(None, deadline)
+        except SandboxGone:
+            sandbox.close()  # collects the exit report, keeping the zygote socket in step
+            raise
+        if ready != ["ready"]:
+            sandbox.close()
+            why = ready[1] if isinstance(ready, list) and len(ready) == 2 else "no reason given"
+            raise SandboxGone(f"the sandbox could not be set up ({why})")
+        return sandbox
+
+    def wait_exit(self, timeout: float = 30.0) -> Exit:
+        """Read the exit report the zygote sends once the sandbox is reaped."""
+        if not select.select([self.sock], [], [], timeout)[0]:
+            raise RuntimeError("the zygote did not report the sandbox's exit")
+        report = protocol.decode(self.sock.recv(CONTROL_BYTES))
+        return Exit(**report)
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+class Sandbox:
+    """A running sandbox: send requests, get plain-data replies, collect its output."""
+
+    def __init__(self, zygote: Zygote, pid: int, request_fd: int, reply_fd: int, output_fd: int,
+                 limits: Limits) -> None:
+        self.zygote, self.pid, self.limits = zygote, pid, limits
+        self.request_fd, self.reply_fd, self.output_fd = request_fd, reply_fd, output_fd
+        self.output_total = 0
+        self.output = bytearray()  # output since the last take_output()
+        self.exit: Exit | None = None
+        os.set_blocking(request_fd, False)
+
+    def take_output(self) -> str:
+        """The output written since the last call (decoded leniently)."""
+        text = self.output.decode("utf-8", "replace")
+        self.output.clear()
+        return text
+
+    def exchange(self, request: Any, deadline: float) -> Any:
+        """Send ``request`` (unless None) and return the decoded reply, draining output meanwhile.
+
+        Decoding counts against ``deadline`` too. Raises ``SandboxGone`` (the sandbox exited,
+        timed out, wrote too much, or sent something that is not a bounded plain-data reply).
+        """
+        pending = memoryview(b"" if request is None else protocol.frame(protocol.encode(request)))
+        reader = protocol.FrameReader(self.limits.reply_bytes)
+        output_open = True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise SandboxGone("timeout")
+            readers = [self.reply_fd] + ([self.output_fd] if output_open else [])
+            readable, writable, _ = select.select(readers, [self.request_fd] if pending else [],
+                                                  [], remaining)
+            if writable:
+                try:
+                    pending = pending[os.write(self.request_fd, pending):]
+                except BrokenPipeError:
+                    pending = memoryview(b"")
+            if self.output_fd in readable:
+                output_open = self._drain_output()
+            if self.reply_fd in readable:
+                chunk = os.read(self.reply_fd, min(reader.needed(), 1 << 20))
+                if not chunk:
+                    self._drain_output()
+                    raise SandboxGone("exited")
+                try:
+                    payload = reader.feed(chunk)
+                    if payload is None:
+                        continue
+                    self._drain_output()
+                    return protocol.decode(payload, max_items=self.limits.reply_items,
+                                           deadline=deadline)
+                except TimeoutError:
+                    self.kill()
+                    raise SandboxGone("timeout") from None
+                except protocol.ProtocolError as exc:
+                    self.kill()
+                    raise SandboxGone(f"the sandbox sent a reply the grader refuses ({exc})"
+                                      ) from None
+
+    def _drain_output(self) -> bool:
+        """Read what output is available; False at end of file. Enforces the output limit."""
+        while select.select([self.output_fd], [], [], 0)[0]:
+            chunk = os.read(self.output_fd, 1 << 16)
+            if not chunk:
+                return False
+            self.output_total += len(chunk)
+            room = max(0, OUTPUT_KEPT - len(self.output))
+            self.output += chunk[:room]
+            if self.output_total > self.limits.output_bytes:
+                self.kill()
+                raise SandboxGone("output limit")
+        return True
+
+    def kill(self) -> None:
+        """Kill the holder (its kernel, and with it every process of the sandbox, follow)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self, grace: float = 0.0) -> Exit:
+        """Close the pipes and return how the sandbox ended, killing it after ``grace`` seconds
+        (a sandbox that is ending on its own is given that long to report its own status)."""
+        if self.exit is None and grace > 0:
+            try:
+                self.exit = self.zygote.wait_exit(timeout=grace)
+            except RuntimeError:
+                pass
+        self.kill()
+        for fd in (self.request_fd, self.reply_fd, self.output_fd):
+            try:
+                os.close(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
+        if self.exit is None:
+            self.exit = self.zygote.wait_exit()
+        return self.exit
+
+
+def describe_exit(exit: Exit, limits: Limits) -> str:
+    """A human reason for a sandbox's end (limits named)."""
+    if exit.oom_kills:
+        return f"memory limit {limits.memory_bytes / 1024**3:g} GB exceeded"
+    if exit.cpu_seconds >= limits.cpu_seconds:  # PID 1 ignores SIGXCPU: SIGKILL at the hard limit
+        return f"CPU time limit {limits.cpu_seconds} s exceeded"
+    status = exit.status
+    if os.WIFSIGNALED(status):
+        return "the kernel was killed (SIGKILL)"
+    code = os.WEXITSTATUS(status)
+    if code == isolation.EXIT_REFUSED:
+        return "the sandbox could not be set up"
+    if code > 128:
+        sig = code - 128
+        if sig == signal.SIGXCPU:
+            return f"CPU time limit {limits.cpu_seconds} s exceeded"
+        if sig == signal.SIGXFSZ:
+            return f"file size limit {limits.file_bytes // 1024**2} MB exceeded"
+        if sig == signal.SIGKILL:
+            return "the kernel was killed (SIGKILL)"
+        try:
+            return f"the kernel crashed ({signal.Signals(sig).name})"
+        except ValueError:
+            return f"the kernel crashed (signal {sig})"
+    return f"the kernel exited with code {code}"

@@ -1,0 +1,420 @@
+"""Grading one submission in a worker: student cells in the sandbox, test cells here.
+
+Test cells come from the *source* notebook and run in the trusted worker, never in the sandbox,
+in a namespace built from the source's setup cells (executed once per worker) plus earlier test
+cells plus the names the source's solution cells define, fetched from the sandbox as plain-data
+copies or as call-proxies. Cells run interleaved in notebook order, so what a test sees matches
+nbgrader. A test works on values the student chose (their shapes and sizes too), so each one
+runs with bounded memory and stops at the submission's deadline.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlmcourse.grading.notebook import (
+    SourceNotebook,
+    Step,
+    SubmissionProblem,
+    load_source,
+    plan_submission,
+    read_submission,
+    referenced_names,
+    written_answer_given,
+)
+from mlmcourse.grading.records import CellResult, Result, Status, Task
+from mlmcourse.grading.sandbox import protocol
+from mlmcourse.grading.sandbox.policy import Limits
+from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
+
+MAX_CELL_OUTPUT_CHARS = 20_000
+MAX_MESSAGE_CHARS = 600
+TRUSTED_MEMORY_BYTES = 2 * 1024**3
+"""Memory a test may add to the worker while it works on one submission's values."""
+_MEMORY_HINTS = ("memoryerror", "can't allocate memory", "cannot allocate memory",
+                 "out of memory")
+# exception types a sandbox error is re-raised as in a test (so `pytest.raises`-style checks work)
+_REBUILDABLE = {name for name, obj in vars(builtins).items()
+                if isinstance(obj, type) and issubclass(obj, Exception)
+                and name not in ("BaseExceptionGroup", "ExceptionGroup")}
+
+
+class StudentCodeError(Exception):
+    """An exception of a non-builtin type raised by the student's code in the sandbox."""
+
+
+class DeadlinePassed(BaseException):
+    """The submission's time ran out while a test was running (not catchable as Exception)."""
+
+
+class _NoMagics:
+    """``get_ipython()`` for trusted setup/test code: line and cell magics do nothing."""
+
+    def run_line_magic(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    run_cell_magic = system = run_line_magic
+
+
+@dataclass
+class TrustedAssignment:
+    """A source notebook and the namespace its setup cells build (once per worker)."""
+
+    source: SourceNotebook
+    namespace: dict[str, Any]
+    setup_refs: set[str]
+
+
+def load_trusted(source_path: Path) -> TrustedAssignment:
+    """Parse the source notebook and run its setup cells in a fresh trusted namespace."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    source = load_source(source_path)
+    transformer = TransformerManager()
+    namespace: dict[str, Any] = {"__name__": "__main__", "get_ipython": _NoMagics}
+    refs: set[str] = set()
+    with contextlib.chdir(source_path.parent), contextlib.redirect_stdout(io.StringIO()):
+        for cell in source.cells:
+            if cell.is_setup:
+                code = compile(transformer.transform_cell(cell.source), f"<setup {cell.grade_id}>",
+                               "exec")
+                exec(code, namespace)  # noqa: S102 - the instructor's trusted setup cell
+                refs |= referenced_names(cell.source)
+    return TrustedAssignment(source, namespace, refs)
+
+
+@contextlib.contextmanager
+def bounded(deadline: float) -> Iterator[None]:
+    """Run trusted code on student-shaped values with bounded memory, until ``deadline``."""
+    with open("/proc/self/status") as status:
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = vm_kb * 1024 + TRUSTED_MEMORY_BYTES
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+
+    def expire(signum: int, frame: Any) -> None:
+        raise DeadlinePassed
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class SandboxFunction:
+    """Calls a student's function in the sandbox; arguments and result cross as plain data."""
+
+    def __init__(self, run: GradingRun, name: str) -> None:
+        self._run, self.__name__ = run, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        reply = self._run.request(["call", self.__name__, list(args), kwargs], strict=True)
+        return self._run.value_or_raise(reply)
+
+    def __repr__(self) -> str:
+        return f"<student function {self.__name__}>"
+
+
+@dataclass
+class GradingRun:
+    """The state of grading one submission."""
+
+    trusted: TrustedAssignment
+    sandbox: Sandbox | None
+    deadline: float
+    limits: Limits
+    timeout: float
+    dead_reason: str = ""
+    memory_hit: bool = False
+    fetched: set[str] = field(default_factory=set)
+    outputs: dict[int, list[dict]] = field(default_factory=dict)
+
+    def request(self, message: list, *, strict: bool = False) -> Any:
+        if self.sandbox is None:
+            raise SandboxGone(self.dead_reason)
+        if strict:
+            protocol.encode(message)  # raises TypeError on non-plain arguments, before sending
+        try:
+            return self.sandbox.exchange(message, self.deadline)
+        except SandboxGone as exc:
+            self.stop(str(exc))
+            raise SandboxGone(self.dead_reason) from None
+
+    def stop(self, what: str) -> None:
+        """The sandbox is gone (or must go): record why, in the instructor's words."""
+        grace = 2.0 if what == "exited" else 0.0
+        exit = self.sandbox.close(grace) if self.sandbox is not None else None
+        self.sandbox = None
+        if what == "timeout":
+            self.dead_reason = f"timeout after {self.timeout:g} s"
+        elif what == "output limit":
+            self.dead_reason = f"output limit {self.limits.output_bytes / 2**20:g} MB exceeded"
+        elif what == "exited" and exit is not None:
+            self.dead_reason = describe_exit(exit, self.limits)
+        else:
+            self.dead_reason = what
+
+    def value_or_raise(self, reply: Any) -> Any:
+        if not isinstance(reply, list) or not reply:
+            raise StudentCodeError("the sandbox sent an unexpected reply")
+        if reply[0] == "value" and len(reply) == 2:
+            value = reply[1]
+            if isinstance(value, protocol.Callable):
+                return SandboxFunction(self, value.name)
+            return value
+        if reply[0] == "error" and len(reply) == 3:
+            name, message = str(reply[1]), str(reply[2])
+            self.note_memory(name, message)
+            kind = getattr(builtins, name) if name in _REBUILDABLE else None
+            if kind is None:
+                raise StudentCodeError(f"{name}: {message}")
+            try:
+                rebuilt = kind(message)
+            except TypeError:  # constructors with other signatures (UnicodeDecodeError, ...)
+                raise StudentCodeError(f"{name}: {message}") from None
+            raise rebuilt
+        raise StudentCodeError("the sandbox sent an unexpected reply")
+
+    def note_memory(self, name: str, message: str) -> None:
+        if any(h in f"{name} {message}".lower() for h in _MEMORY_HINTS):
+            self.memory_hit = True
+
+    def fetch(self, names: set[str], namespace: dict[str, Any]) -> None:
+        """Copy the student's current values of ``names`` into a test namespace."""
+        for name in sorted(names):
+            reply = self.request(["get", name])
+            if reply != ["missing"]:
+                namespace[name] = self.value_or_raise(reply)
+                self.fetched.add(name)
+            elif name in self.fetched:  # the student deleted it since: so does the test's view
+                namespace.pop(name, None)
+                self.fetched.discard(name)
+
+
+def _stream(text: str, name: str = "stdout") -> dict:
+    return {"output_type": "stream", "name": name, "text": text[:MAX_CELL_OUTPUT_CHARS]}
+
+
+def _error(ename: str, evalue: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue,
+            "traceback": [f"{ename}: {evalue}"]}
+
+
+def _failure_message(exc: BaseException) -> tuple[str, str | None]:
+    from mlmcourse.grading.misconceptions import Misconception
+
+    code = exc.code if isinstance(exc, Misconception) else None
+    try:
+        text = str(exc).strip()
+    except Exception:  # noqa: BLE001 - a message built from student values may not print
+        text = ""
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return message[:MAX_MESSAGE_CHARS], code
+
+
+def _run_student_cell(run: GradingRun, step: Step) -> None:
+    if step.cell.forbidden:  # declared by the source cell, never by the submission
+        run.request(["forbid", list(step.cell.forbidden), step.cell.grade_id])
+    reply = run.request(["run", step.submitted_source])
+    out = run.outputs.setdefault(step.index, [])
+    if run.sandbox is not None:
+        text = run.sandbox.take_output()
+        if text:
+            out.append(_stream(text))
+    if isinstance(reply, list) and len(reply) == 3 and reply[0] == "error":
+        run.note_memory(str(reply[1]), str(reply[2]))
+        out.append(_error(str(reply[1]), str(reply[2])[:MAX_MESSAGE_CHARS]))
+
+
+def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[str]) -> CellResult:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    cell = step.cell
+    result = CellResult("test", cell.points)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        test_refs |= referenced_names(cell.source)
+        run.fetch((test_refs | run.trusted.setup_refs) & run.trusted.source.solution_names,
+                  namespace)
+        code = compile(TransformerManager().transform_cell(cell.source),
+                       f"<test {cell.grade_id}>", "exec")
+        with bounded(run.deadline), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr):
+            exec(code, namespace)  # noqa: S102 - the instructor's trusted test cell
+        if stderr.getvalue():
+            result.message = "the test wrote to stderr (nbgrader counts that as a failure)"
+        else:
+            result.points, result.passed = cell.points, True
+    except SandboxGone as exc:
+        result.message = f"not graded: {exc}"
+    except DeadlinePassed:
+        run.stop("timeout")
+        result.message = f"not graded: {run.dead_reason}"
+    except MemoryError:
+        result.message = ("MemoryError: the test ran out of memory working on the submission's "
+                          "values (check their shapes)")
+    except BaseException as exc:  # noqa: BLE001 - any failure of a test is a failed test
+        result.message, result.misconception = _failure_message(exc)
+    outputs = run.outputs.setdefault(step.index, [])
+    if run.sandbox is not None:
+        child_text = run.sandbox.take_output()
+        if child_text:
+            outputs.append(_stream(child_text))
+    for name, buffer in (("stdout", stdout), ("stderr", stderr)):
+        if buffer.getvalue():
+            outputs.append(_stream(buffer.getvalue(), name))
+    if not result.passed:
+        outputs.append(_error("AssertionError", result.message))
+    return result
+
+
+def prepare_workdir(workroot: Path, files: list[tuple[str, str]]) -> Path:
+    """A fresh staging copy holding only this student's files (the sandbox copies it again
+    into its private ``/tmp/work``)."""
+    workdir = Path(tempfile.mkdtemp(dir=workroot))
+    for source, relative in files:
+        target = (workdir / relative).resolve()
+        if workdir.resolve() not in target.parents:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target, follow_symlinks=False)
+    return workdir
+
+
+def _answer_value(value: Any) -> Any:
+    if type(value) is str:
+        return value[:200]
+    return value if type(value) in (int, float, bool) else None
+
+
+def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
+    """Grade one submission; never raises for problems of the submission itself."""
+    from mlmcourse.grading.sandbox.zygote import _policy_from_plain
+
+    started = time.monotonic()
+    source = trusted.source
+    result = Result(task.student_id, task.assignment, source.max_score,
+                    submission_sha=task.submission_sha, source_sha=source.sha256,
+                    settings=task.settings)
+    try:
+        if task.problem:
+            raise SubmissionProblem(task.problem)
+        nb = read_submission(Path(task.notebook).read_bytes())
+        steps = plan_submission(source, nb)
+    except SubmissionProblem as exc:
+        result.reason = str(exc)
+        result.seconds = time.monotonic() - started
+        return result
+    policy = _policy_from_plain(task.policy)
+    limits = policy.limits if policy is not None else Limits()
+    workdir = prepare_workdir(Path(task.workroot), task.files)
+    deadline = time.monotonic() + task.timeout
+    run = GradingRun(trusted, None, deadline, limits, task.timeout)
+    try:
+        try:
+            run.sandbox = zygote.spawn(policy, str(workdir), task.path_env, limits, deadline)
+        except SandboxGone as exc:
+            run.dead_reason = str(exc)
+        if not run.dead_reason:
+            _run_steps(run, steps, result)
+            _collect_answers(run, result)
+        _conclude(run, result)
+    finally:
+        if run.sandbox is not None:
+            run.sandbox.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    result.autograded = autograded_notebook(nb, source, run.outputs)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run_steps(run: GradingRun, steps: list[Step], result: Result) -> None:
+    namespace = dict(run.trusted.namespace)
+    test_refs: set[str] = set()
+    for step in steps:
+        cell = step.cell
+        if step.kind == "run":
+            try:
+                _run_student_cell(run, step)
+            except SandboxGone:
+                run.dead_reason += f" during cell {step.index + 1}" if " during " not in \
+                    run.dead_reason else ""
+        elif step.kind == "test":
+            alive = run.sandbox is not None
+            result.cells[cell.grade_id] = _run_test_cell(run, step, namespace, test_refs)
+            if alive and run.sandbox is None and " during " not in run.dead_reason:
+                run.dead_reason += f" during cell {step.index + 1}"
+        elif step.kind == "written":
+            given = written_answer_given(step.submitted_source)
+            result.cells[cell.grade_id] = CellResult(
+                "written", cell.points, None if given else 0.0, None,
+                "to be graded by hand" if given else "no answer written")
+
+
+def _collect_answers(run: GradingRun, result: Result) -> None:
+    """The student's multiple-choice and numeric answers (names starting with ``answer_``)."""
+    for name in sorted(n for n in run.trusted.source.solution_names if n.startswith("answer_")):
+        if run.sandbox is None:
+            return
+        with contextlib.suppress(SandboxGone):
+            reply = run.request(["get", name])
+            if isinstance(reply, list) and reply[:1] == ["value"] and len(reply) == 2:
+                result.answers[name] = _answer_value(reply[1])
+
+
+def _conclude(run: GradingRun, result: Result) -> None:
+    result.score = result.total()
+    if run.dead_reason:
+        result.status, result.reason = Status.FAILED, run.dead_reason
+    elif run.memory_hit:
+        result.status = Status.FAILED
+        result.reason = f"memory limit {run.limits.memory_bytes / 1024**3:g} GB exceeded"
+    elif any(c.kind == "written" and c.points is None for c in result.cells.values()):
+        result.status, result.reason = Status.NEEDS_MANUAL, "written answers to grade by hand"
+    else:
+        result.status = Status.GRADED
+
+
+def autograded_notebook(nb: dict, source: SourceNotebook, outputs: dict[int, list[dict]]) -> dict:
+    """The notebook formgrader shows, built afresh: the submission's cell sources and kinds,
+    the source's nbgrader metadata and locked cells, the grading outputs, and nothing else of
+    what the student's file carried (metadata, attachments, outputs)."""
+    originals = source.by_id()
+    cells = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        original = originals.get(meta.get("grade_id")) if isinstance(meta, dict) else None
+        text = cell.get("source", "")
+        text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else text
+        kind = "markdown" if cell.get("cell_type") == "markdown" else \
+            "code" if cell.get("cell_type") == "code" else "raw"
+        new: dict[str, Any] = {"cell_type": kind, "id": f"cell-{index}", "metadata": {},
+                               "source": text if isinstance(text, str) else ""}
+        if original is not None:
+            new["metadata"]["nbgrader"] = source.nbgrader_metadata(original.grade_id)
+            new["id"] = original.cell_id or new["id"]
+            if original.locked:
+                new["source"] = original.source
+        if kind == "code":
+            new["outputs"] = outputs.get(index, [])
+            new["execution_count"] = index + 1
+        cells.append(new)
+    return {"cells": cells, "metadata": source.notebook_metadata, "nbformat": 4,
+            "nbformat_minor": 5}
