@@ -107,6 +107,7 @@ def prepare(settings: Settings) -> Run:
         try:
             uid_base, uid_lock = uids.reserve_block()
             folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
+            cgroups.clear_run_folders(folders)
         except (uids.UidsUnavailable, cgroups.CgroupsUnavailable) as exc:
             raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                                  "isolation") from None

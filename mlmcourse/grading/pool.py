@@ -1,10 +1,11 @@
 """Grading workers: warm processes (torch imported once) that each own a zygote and a job slot.
 
-Each worker is a fresh interpreter (``python -m mlmcourse.grading.pool``) started with the
-fixed environment of :func:`~mlmcourse.grading.sandbox.policy.worker_environment`, so it never
-held the main process's memory or environment. It imports torch/NumPy/IPython/mlmcourse, uses
-one thread, forks its zygote *before* reading any task, then grades the tasks it reads from
-stdin (JSON lines) and writes results as JSON lines to fd 3. A worker that dies is replaced;
+A fork server, a fresh interpreter started with the fixed environment of
+:func:`~mlmcourse.grading.sandbox.policy.worker_environment` (so it never held the main
+process's memory or environment), imports torch/NumPy/IPython/mlmcourse once, uses one thread,
+and forks one worker per job slot. Each worker forks its zygote *before* reading any task, then
+grades the tasks it reads from its pipe (JSON lines) and writes results as JSON lines. A worker
+that dies is replaced (by a fork server of its own);
 the submission it was grading is ``failed`` with the reason. Only the main process writes files
 of record and the gradebook.
 """
@@ -26,8 +27,6 @@ from pathlib import Path
 from mlmcourse.grading.records import Result, Task
 from mlmcourse.grading.sandbox.policy import worker_environment
 
-RESULT_FD = 3
-
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
@@ -35,17 +34,15 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def worker_main(slot: int, warm_modules: list[str]) -> None:
-    """Body of the worker of job slot ``slot``; ``warm_modules`` are imported before the zygote
-    is forked, so every sandbox starts with them loaded. Its sandboxes use the uid of its slot
-    (two sandboxes running at once never share a uid, nor its process limit)."""
+def _warm(warm_modules: list[str]) -> None:
+    """Imports shared by every worker and sandbox (done once, before the workers are forked)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import numpy  # noqa: F401 - warm imports shared with every sandbox
+    import numpy  # noqa: F401
     import torch
 
     import mlmcourse.grading.misconceptions  # noqa: F401
-    from mlmcourse.grading import trusted
-    from mlmcourse.grading.sandbox.zygote import Zygote
+    import mlmcourse.grading.sandbox.zygote  # noqa: F401
+    import mlmcourse.grading.trusted  # noqa: F401
 
     torch.set_num_threads(1)
     for name in warm_modules:
@@ -53,11 +50,22 @@ def worker_main(slot: int, warm_modules: list[str]) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the setup cell will report it in the sandbox
             pass
+
+
+def worker_main(slot: int, tasks_fd: int, results_fd: int) -> None:
+    """Body of the worker of job slot ``slot``: it forks its zygote before reading any task,
+    then grades the tasks it reads (JSON lines) and writes results (JSON lines). Its sandboxes
+    use the uid of its slot (two sandboxes running at once never share a uid, nor its process
+    limit)."""
+    from mlmcourse.grading import trusted
+    from mlmcourse.grading.sandbox.zygote import Zygote
+
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    results = os.fdopen(RESULT_FD, "w", buffering=1)
+    results = os.fdopen(results_fd, "w", buffering=1)
+    results.write(f"{os.getpid()}\n")
     zygote = Zygote()
     assignments: dict[str, trusted.TrustedAssignment] = {}
-    for line in sys.stdin:
+    for line in os.fdopen(tasks_fd, "r"):
         task = Task.from_json(json.loads(line))
         if task.policy is not None:
             task.policy = {**task.policy, "uid": task.policy["uid"] + slot}
@@ -75,48 +83,90 @@ def worker_main(slot: int, warm_modules: list[str]) -> None:
     zygote.close()
 
 
-class Worker:
-    """One worker process and the pipe its results come back on."""
+def _serve() -> None:
+    """The fork server: one fresh interpreter imports everything once, then forks a worker per
+    slot (they share the imported pages) and waits for them."""
+    from mlmcourse.grading.sandbox import linux
 
-    def __init__(self, slot: int, warm_modules: list[str], workroot: Path) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    _warm(json.loads(sys.argv[2]))
+    slots = json.loads(sys.argv[3])
+    for slot, tasks_fd, results_fd in slots:
+        if os.fork() == 0:
+            for _, other_tasks, other_results in slots:
+                if other_tasks != tasks_fd:
+                    os.close(other_tasks)
+                    os.close(other_results)
+            try:
+                worker_main(slot, tasks_fd, results_fd)
+            finally:
+                os._exit(0)
+    for _, tasks_fd, results_fd in slots:
+        os.close(tasks_fd)
+        os.close(results_fd)
+    try:
+        while True:
+            os.wait()
+    except ChildProcessError:
+        pass
+
+
+class Worker:
+    """One worker (a child of a fork server) and the pipes to and from it."""
+
+    def __init__(self, slot: int) -> None:
         self.slot = slot
-        read_fd, write_fd = os.pipe()
-        code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-                "from mlmcourse.grading.pool import _start; _start()")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(sys.path), str(write_fd), str(slot),
-             json.dumps(warm_modules)],
-            stdin=subprocess.PIPE, pass_fds=(write_fd,), env=worker_environment(workroot),
-            text=True, cwd=workroot,
-        )
-        os.close(write_fd)
-        self.results = os.fdopen(read_fd, "r")
+        self.task_r, task_w = os.pipe()
+        results_r, self.results_w = os.pipe()
+        self.tasks = os.fdopen(task_w, "w")
+        self.results = results_r
+        self.pending = bytearray()
         self.task: Task | None = None
+        self.pid: int | None = None
+
+    def lines(self) -> list[str] | None:
+        """The complete lines that have arrived (``None`` once the worker is gone)."""
+        chunk = os.read(self.results, 1 << 20)
+        if not chunk:
+            return None
+        self.pending += chunk
+        *complete, rest = self.pending.split(b"\n")
+        self.pending = bytearray(rest)
+        return [line.decode() for line in complete]
 
     def send(self, task: Task) -> None:
         self.task = task
-        self.process.stdin.write(json.dumps(task.to_json()) + "\n")
-        self.process.stdin.flush()
+        self.tasks.write(json.dumps(task.to_json()) + "\n")
+        self.tasks.flush()
 
     def close(self) -> None:
+        """Stop the worker: it has reported every result it owed, so nothing is lost."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
-            self.process.stdin.close()
+            self.tasks.close()
         except OSError:
             pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.results.close()
+        os.close(self.results)
 
 
-def _start() -> None:
-    result_fd = int(sys.argv[2])
-    if result_fd != RESULT_FD:
-        os.dup2(result_fd, RESULT_FD)
-        os.close(result_fd)
-    worker_main(int(sys.argv[3]), json.loads(sys.argv[4]))
+def launch(workers: list[Worker], warm_modules: list[str], workroot: Path) -> subprocess.Popen:
+    """Start a fork server for ``workers`` (a fresh interpreter with the fixed environment)."""
+    code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+            "from mlmcourse.grading.pool import _serve; _serve()")
+    fds = [(w.slot, w.task_r, w.results_w) for w in workers]
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(sys.path), json.dumps(warm_modules),
+         json.dumps(fds)],
+        stdin=subprocess.DEVNULL, pass_fds=[fd for _, *pair in fds for fd in pair],
+        env=worker_environment(workroot), cwd=workroot)
+    for worker in workers:
+        os.close(worker.task_r)
+        os.close(worker.results_w)
+    return server
 
 
 class WorkerPool:
@@ -124,7 +174,8 @@ class WorkerPool:
 
     def __init__(self, jobs: int, warm_modules: list[str], workroot: Path) -> None:
         self.warm_modules, self.workroot = warm_modules, workroot
-        self.workers = [Worker(slot, warm_modules, workroot) for slot in range(jobs)]
+        self.workers = [Worker(slot) for slot in range(jobs)]
+        self.servers = [launch(self.workers, warm_modules, workroot)]
         self.replacements_left = 4 * jobs + 4
 
     def run(self, tasks: list[Task]) -> Iterator[Result]:
@@ -143,23 +194,28 @@ class WorkerPool:
         while any(w.task is not None for w in self.workers):
             for key, _ in selector.select(timeout=1.0):
                 worker: Worker = key.data
-                line = worker.results.readline()
                 task = worker.task
-                if line:
-                    yield Result.from_json(json.loads(line))
-                    feed(worker)
+                lines = worker.lines()
+                if lines is not None:
+                    for line in lines:
+                        if worker.pid is None:  # a worker's first line is its pid
+                            worker.pid = int(line)
+                        else:
+                            yield Result.from_json(json.loads(line))
+                            feed(worker)
                     continue
                 selector.unregister(worker.results)
-                code = worker.process.wait()
                 if task is not None:
                     yield Result.failed(task.student_id, task.assignment, 0.0,
-                                        f"the grader's worker died (exit code {code}) while "
-                                        "grading this submission", grader_error=True)
+                                        "the grader's worker died while grading this "
+                                        "submission", grader_error=True)
                 worker.close()
                 self.workers.remove(worker)
                 if self.replacements_left > 0:
                     self.replacements_left -= 1
-                    replacement = Worker(worker.slot, self.warm_modules, self.workroot)
+                    replacement = Worker(worker.slot)
+                    self.servers.append(launch([replacement], self.warm_modules,
+                                               self.workroot))
                     self.workers.append(replacement)
                     selector.register(replacement.results, selectors.EVENT_READ, replacement)
                     feed(replacement)
@@ -171,6 +227,9 @@ class WorkerPool:
                                 "no grader worker left", grader_error=True)
 
     def close(self) -> None:
-        """Stop the workers (end of input; stragglers are killed)."""
+        """Stop the workers and their fork servers."""
         for worker in self.workers:
             worker.close()
+        for server in self.servers:
+            server.kill()
+            server.wait()

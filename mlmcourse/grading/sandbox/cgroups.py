@@ -65,6 +65,23 @@ def create_run_folders(name: str) -> tuple[str, ...]:
     return tuple(folders)
 
 
+def clear_run_folders(folders: tuple[str, ...]) -> None:
+    """Kill and remove what a killed earlier run of the same uid block left in its folders
+    (the block's lock guarantees that no live run uses them)."""
+    import signal
+
+    for parent in folders:
+        for child in sorted(Path(parent).iterdir()):
+            if not child.is_dir():
+                continue
+            for pid in (child / "cgroup.procs").read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            remove((str(child),))
+
+
 def _write(folder: str, name: str, value: str) -> None:
     with open(os.path.join(folder, name), "w") as handle:
         handle.write(value)
