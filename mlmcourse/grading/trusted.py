@@ -75,11 +75,13 @@ class _NoMagics:
 
 @dataclass
 class TrustedAssignment:
-    """A source notebook and the namespace its setup cells build (once per worker)."""
+    """A source notebook, the namespace its setup cells build and its test cells compiled
+    (once per worker), with the names each test cell mentions."""
 
     source: SourceNotebook
     namespace: dict[str, Any]
     setup_refs: set[str]
+    tests: dict[str, tuple[Any, set[str]]] = field(default_factory=dict)
 
 
 def load_trusted(source_path: Path) -> TrustedAssignment:
@@ -97,7 +99,11 @@ def load_trusted(source_path: Path) -> TrustedAssignment:
                                "exec")
                 exec(code, namespace)  # noqa: S102 - the instructor's trusted setup cell
                 refs |= referenced_names(cell.source)
-    return TrustedAssignment(source, namespace, refs)
+    tests = {cell.grade_id: (compile(transformer.transform_cell(cell.source),
+                                     f"<test {cell.grade_id}>", "exec"),
+                             referenced_names(cell.source))
+             for cell in source.cells if cell.is_test}
+    return TrustedAssignment(source, namespace, refs, tests)
 
 
 @contextlib.contextmanager
@@ -255,17 +261,14 @@ def _run_student_cell(run: GradingRun, step: Step) -> None:
 
 
 def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[str]) -> CellResult:
-    from IPython.core.inputtransformer2 import TransformerManager
-
     cell = step.cell
     result = CellResult("test", cell.points)
     stdout, stderr = io.StringIO(), io.StringIO()
     try:
-        test_refs |= referenced_names(cell.source)
+        code, refs = run.trusted.tests[cell.grade_id]
+        test_refs |= refs
         run.fetch((test_refs | run.trusted.setup_refs) & run.trusted.source.solution_names,
                   namespace)
-        code = compile(TransformerManager().transform_cell(cell.source),
-                       f"<test {cell.grade_id}>", "exec")
         with bounded(run.deadline), contextlib.redirect_stdout(stdout), \
                 contextlib.redirect_stderr(stderr):
             exec(code, namespace)  # noqa: S102 - the instructor's trusted test cell

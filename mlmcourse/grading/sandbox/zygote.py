@@ -93,17 +93,18 @@ def _zygote_main(sock: socket.socket) -> None:
         sock.send(protocol.encode(pid))
         _, status, usage = os.wait4(pid, 0)
         peak = kills = 0
-        if policy is not None:
-            folders = isolation.cgroup_folders(policy, pid)
-            try:
-                peak, kills = cgroups.memory_figures(folders)
-                isolation.kill_cgroup(folders)
-            except OSError:
-                pass  # the holder never made its cgroups: it reported why
-        _reap_orphans()
+        folders = isolation.cgroup_folders(policy, pid) if policy is not None else ()
+        try:
+            peak, kills = cgroups.memory_figures(folders) if folders else (0, 0)
+        except OSError:
+            folders = ()  # the holder never made its cgroups: it reported why
         sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
                                    "memory_peak": peak, "oom_kills": kills,
                                    "cpu_seconds": usage.ru_utime + usage.ru_stime}))
+        # the worker goes on with its results meanwhile; the next request waits for this
+        if folders:
+            isolation.kill_cgroup(folders)
+        _reap_orphans()
 
 
 def _reap_orphans(seconds: float = 2.0) -> None:
