@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -164,8 +164,10 @@ def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Poli
         sandbox.exchange(["run", code], time.monotonic() + 1)
     sandbox.close()
     assert time.monotonic() - started < 5
-    assert not os.path.exists(os.path.join(policy.cgroups[0], f"{policy.uid}-{sandbox.pid}"))
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == policy.uid]
+    assert _gone(lambda: os.path.exists(os.path.join(policy.cgroups[0],
+                                                     f"{policy.uid}-{sandbox.pid}")))
+    assert _gone(lambda: [p for p in os.listdir("/proc") if p.isdigit()
+                          and _uid_of(p) == policy.uid])
 
 
 def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Policy,
@@ -210,7 +212,8 @@ def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Polic
         assert _eval(sandbox, code) < 20
     finally:
         sandbox.close()
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == policy.uid]
+    assert _gone(lambda: [p for p in os.listdir("/proc") if p.isdigit()
+                          and _uid_of(p) == policy.uid])
 
 
 def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: Policy,
@@ -231,6 +234,16 @@ def test_sandbox_uids_are_checked_against_the_host() -> None:
         assert uids._held_on_host(0, 1)  # root holds uid 0
     finally:
         os.close(lock)
+
+
+def _gone(still_there: Callable[[], object], seconds: float = 5.0) -> bool:
+    """The zygote cleans up right after it reports a sandbox's end: wait for it."""
+    deadline = time.monotonic() + seconds
+    while still_there():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _uid_of(pid: str) -> int | None:

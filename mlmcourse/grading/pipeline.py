@@ -130,6 +130,7 @@ def finish(run: Run) -> None:
     shutil.rmtree(run.workroot, ignore_errors=True)
     if run.policy is not None:
         try:
+            cgroups.clear_run_folders(run.policy.cgroups)
             cgroups.remove(run.policy.cgroups, seconds=2.0)
         except OSError:
             pass
