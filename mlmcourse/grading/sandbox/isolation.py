@@ -75,11 +75,13 @@ def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
     _step("private mounts", linux.mount, None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     sources = _open_sources(policy.readonly_paths)
     _step("new root", linux.tmpfs, NEW_ROOT, "8m")
+    # the private /tmp first: a Python installation or checkout under the host's /tmp is then
+    # bound read-only inside it, not hidden by it
+    _make_tmp(workdir_fd, policy)
     for path, source in sources.items():
         _place(path, source)
     _make_etc(policy.uid)
     _make_dev()
-    _make_tmp(workdir_fd, policy)
     os.mkdir(NEW_ROOT + "/proc")
     _step("/proc", linux.mount, "proc", NEW_ROOT + "/proc", "proc",
           linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)

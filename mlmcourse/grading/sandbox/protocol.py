@@ -350,7 +350,9 @@ def recv(fd: int, max_bytes: int, deadline: float | None = None) -> Any:
     while True:
         if deadline is not None:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if remaining <= 0 or not poller.poll(remaining * 1000):
                 raise TimeoutError
         chunk = os.read(fd, min(reader.needed(), 1 << 20))
         if not chunk:

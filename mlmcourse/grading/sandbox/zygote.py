@@ -31,6 +31,14 @@ OUTPUT_KEPT = 64 * 1024
 """Output bytes kept per cell for the autograded notebook (the rest is counted, not kept)."""
 
 
+def _ready(fds: list[int], timeout: float, events: int = select.POLLIN) -> set[int]:
+    """The descriptors of ``fds`` ready within ``timeout`` seconds (poll: any fd number)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, events)
+    return {fd for fd, _ in poller.poll(max(timeout, 0.0) * 1000)}
+
+
 class SandboxGone(BaseException):
     """The sandbox can no longer answer; ``str()`` is the reason (a ``BaseException`` on purpose:
     test code's ``except Exception`` must not swallow it)."""
@@ -187,7 +195,7 @@ class Zygote:
 
     def wait_exit(self, timeout: float = 30.0) -> Exit:
         """Read the exit report the zygote sends once the sandbox is reaped."""
-        if not select.select([self.sock], [], [], timeout)[0]:
+        if not _ready([self.sock.fileno()], timeout):
             raise RuntimeError("the zygote did not report the sandbox's exit")
         report = protocol.decode(self.sock.recv(CONTROL_BYTES))
         return Exit(**report)
@@ -234,9 +242,14 @@ class Sandbox:
                 self.kill()
                 raise SandboxGone("timeout")
             readers = [self.reply_fd] + ([self.output_fd] if output_open else [])
-            readable, writable, _ = select.select(readers, [self.request_fd] if pending else [],
-                                                  [], remaining)
-            if writable:
+            poller = select.poll()
+            for fd in readers:
+                poller.register(fd, select.POLLIN)
+            if pending:
+                poller.register(self.request_fd, select.POLLOUT)
+            events = dict(poller.poll(remaining * 1000))
+            readable = {fd for fd in readers if fd in events}
+            if pending and self.request_fd in events:
                 try:
                     pending = pending[os.write(self.request_fd, pending):]
                 except BrokenPipeError:
@@ -265,7 +278,7 @@ class Sandbox:
 
     def _drain_output(self) -> bool:
         """Read what output is available; False at end of file. Enforces the output limit."""
-        while select.select([self.output_fd], [], [], 0)[0]:
+        while _ready([self.output_fd], 0):
             chunk = os.read(self.output_fd, 1 << 16)
             if not chunk:
                 return False
