@@ -20,6 +20,7 @@ from mlmcourse.grading.cli import grade as grade_cli
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 HONEST = ["honest_1", "honest_2"]
 
 
@@ -49,7 +50,7 @@ def test_hostile_submissions_cannot_change_grades_or_files(tmp_path: Path) -> No
     course = corpus.write_course(tmp_path / "course")
     (course / "canary.txt").write_text("canary")
     subs, out = tmp_path / "subs", tmp_path / "out"
-    paths = {"course": course, "out": out, "submissions": subs}
+    paths = {"course": course, "out": out, "submissions": subs, "repo": ROOT}
     corpus.write_submissions(subs, HONEST, **paths)
     assert grade(course, subs, out) == 0
     honest_results = {s: (out / "results" / f"{s}.json").read_bytes() for s in HONEST}
@@ -75,7 +76,7 @@ def test_hostile_submissions_cannot_change_grades_or_files(tmp_path: Path) -> No
     assert {"subs": digest(subs), "source": digest(course / "source"),
             "canary": (course / "canary.txt").read_text()} == before
     assert not Path("/tmp/mlmcourse-hostile-was-here").exists()
-    assert not Path("/work/main/pwned").exists()
+    assert not (ROOT / "pwned").exists()
     assert {s: (out / "results" / f"{s}.json").read_bytes() for s in HONEST} == honest_results
     scores = gradebook_scores(course)
     assert {s: scores[s] for s in HONEST} == honest_scores

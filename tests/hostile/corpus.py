@@ -189,7 +189,7 @@ def attacks(src: dict) -> dict[str, dict | bytes]:
 
 WRITER = '''import os
 for target in ["/tmp/mlmcourse-hostile-was-here", "{course}/source/softmax/softmax.ipynb",
-               "{course}/gradebook.db", "/work/main/pwned", "{out}/grades.csv"]:
+               "{course}/gradebook.db", "{repo}/pwned", "{out}/grades.csv"]:
     try:
         with open(target, "w") as handle:
             handle.write("pwned")

@@ -1,1 +1,0 @@
-"""Exercises and grading: release, check and grade the course's nbgrader assignments."""

@@ -1,1 +1,0 @@
-"""The grading sub-commands of ``mlmcourse``: argument parsing and exit codes only."""
