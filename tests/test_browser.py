@@ -29,16 +29,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VENDORING_KEYS = ("html_extra_path", "mathjax_path", "nb_ipywidgets_js", "html_js_files")
 NOT_PAGES = ("_static", "_sources", "_images", "vendor", "_sphinx_design_static")
 
@@ -57,18 +47,6 @@ BOOK_PAGES = _pages(HTML) if HTML.is_dir() else []
 
 
 # --- browser plumbing ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(unavailable: Callable[[str], None]) -> Iterator[object]:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Visit:

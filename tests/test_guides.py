@@ -31,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.md",
@@ -38,7 +39,6 @@ GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.m
 PLACES = {"the folder that will hold the course": "parent", "the course folder": "course",
           "the folder holding the notebook": "notebook"}
 NOT_RUN = "not run by the guide test"
-CHROMIUM = Path("/usr/bin/chromium")
 DUE = dt.datetime(2026, 12, 1, 17)  # the instructor guide's due date for ex2_masking
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```bash\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _softmax
+from conftest import CHROMIUM, CHROMIUM_ARGS
+from test_browser import _softmax
 
 from mlmcourse.widgets.prng import sample_fates
 

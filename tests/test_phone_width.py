@@ -17,16 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-]  # fmt: skip
 PHONE = {"width": 390, "height": 844}
 TAP_OFFSET_PX = 6  # a small tap: this far to the right of the thumb's centre
 SMALL_SHARE = 0.05  # ... may move the slider by at most this share of its range
