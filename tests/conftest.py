@@ -60,7 +60,7 @@ def serve() -> Iterator[Callable[[Path], str]]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # closed with its module: other modules drive their own
 def browser(unavailable: Callable[[str], None]) -> Iterator[object]:
     """Headless Debian Chromium driven by Playwright (no browser download)."""
     if not CHROMIUM.exists():
