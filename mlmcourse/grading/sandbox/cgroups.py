@@ -8,6 +8,7 @@ forks anything, and the zygote reads its memory figures and removes it once it h
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
