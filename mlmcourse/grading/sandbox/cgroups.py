@@ -69,7 +69,6 @@ def create_run_folders(name: str) -> tuple[str, ...]:
 def clear_run_folders(folders: tuple[str, ...]) -> None:
     """Kill and remove what a killed earlier run of the same uid block left in its folders
     (the block's lock guarantees that no live run uses them)."""
-    import signal
 
     for parent in folders:
         for child in sorted(Path(parent).iterdir()):
