@@ -6,14 +6,21 @@ stored one per line, words and punctuation separated by spaces, in ``mlmcourse/d
 
 from __future__ import annotations
 
+import functools
 import random
 from importlib.resources import files
 
 
 def load_corpus() -> list[str]:
     """Return the shipped corpus, one sentence per item (e.g. ``"the cat sat on the mat ."``)."""
+    return list(_shipped_sentences())
+
+
+@functools.cache
+def _shipped_sentences() -> tuple[str, ...]:
+    """The shipped corpus, read once per process."""
     text = files("mlmcourse").joinpath("data", "corpus.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip()]
+    return tuple(line for line in text.splitlines() if line.strip())
 
 
 def split_corpus(

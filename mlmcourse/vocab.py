@@ -7,6 +7,7 @@ An encoded sequence ``x = x_0 … x_m`` starts with ``x_0 = [CLS]`` and ends wit
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -78,12 +79,11 @@ class Vocabulary:
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, got {min_count}.")
         if sentences is None:
-            from mlmcourse.corpus import load_corpus
-
-            sentences = load_corpus()
-        if isinstance(sentences, str):
+            counts = _shipped_counts()
+        elif isinstance(sentences, str):
             raise TypeError("sentences must be a list of sentences, not one str; wrap it: [text].")
-        counts = Counter(t for s in sentences for t in tokenize(s) if t not in SPECIAL_TOKENS)
+        else:
+            counts = _token_counts(sentences)
         kept = [t for t, c in counts.items() if c >= min_count]
         return cls(sorted(kept, key=lambda t: (-counts[t], t)))
 
@@ -196,3 +196,16 @@ class Vocabulary:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
         return input_ids, attention_mask
+
+
+def _token_counts(sentences: Iterable[str]) -> Counter[str]:
+    """How often each non-special token occurs in ``sentences``."""
+    return Counter(t for s in sentences for t in tokenize(s) if t not in SPECIAL_TOKENS)
+
+
+@functools.cache
+def _shipped_counts() -> Counter[str]:
+    """The token counts of the shipped corpus, counted once per process (never modified)."""
+    from mlmcourse.corpus import load_corpus
+
+    return _token_counts(load_corpus())

@@ -154,3 +154,37 @@ def test_scores_given_by_hand_in_the_gradebook_complete_a_re_run(tmp_path: Path)
     with Gradebook(url) as gb:
         grade = gb.find_grade("why", "softmax", "softmax", "ana")
         assert (grade.manual_score, grade.needs_manual_grade) == (0.5, False)
+
+
+@pytest.mark.slow
+def test_a_source_solution_short_of_full_marks_stops_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An environment problem (a setup cell that cannot run in the sandbox) or a test the
+    instructor's own solution fails: exit 3, a message naming the cell and its error, and no
+    student recorded anywhere (results, gradebook, feedback)."""
+    broken = {
+        "setup": ("import numpy as np\nimport not_installed_anywhere",
+                  "ModuleNotFoundError"),
+        "test_softmax": ('assert softmax(torch.tensor([1.0, 2.0])).sum() == 2, "sums to two"',
+                         "test_softmax: AssertionError: sums to two"),
+    }
+    for grade_id, (source, message) in broken.items():
+        course = corpus.write_course(tmp_path / grade_id / "course")
+        path = course / "source" / "softmax" / "softmax.ipynb"
+        nb = json.loads(path.read_text())
+        next(c for c in nb["cells"] if c["id"] == grade_id)["source"] = source
+        path.write_text(json.dumps(nb))
+        _notebook(tmp_path / grade_id / "subs" / "ana" / "softmax.ipynb",
+                  json.dumps(corpus.solved(corpus.source_notebook())))
+        out = tmp_path / grade_id / "out"
+        argv = ("softmax", str(tmp_path / grade_id / "subs"), "--out", str(out),
+                "--course", str(course), "--jobs", "2")
+        assert grade_cli.run(_args(*argv)) == 3
+        error = capsys.readouterr().err
+        assert "source solution of softmax does not get full marks" in error
+        assert message in error and (grade_id in error)
+        assert not list((out / "results").glob("*.json")) and not (out / "feedback").exists()
+        from nbgrader.api import Gradebook
+
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            assert not gb.students

@@ -204,3 +204,32 @@ def test_python_dash_m_mlmcourse_where_the_script_is_not_on_path(tmp_path: Path)
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 2 and "cannot read missing.ipynb" in done.stderr
+
+
+@pytest.mark.slow
+def test_autograded_notebooks_show_why_a_test_failed(tmp_path: Path) -> None:
+    """As nbgrader's own: the failing test cell carries an error output with the exception's
+    type, its message once, and a traceback naming the test's line; code cells are numbered
+    1, 2, 3, ... as a kernel running the notebook from the top would number them."""
+    course = corpus.write_course(tmp_path / "course")
+    nb = corpus.solved(corpus.source_notebook())
+    answer = next(c for c in nb["cells"] if c["id"] == "answer_cell")
+    answer["source"] = 'answer_valid = "A"'
+    _write(course / "submitted" / "ana" / "softmax" / "softmax.ipynb", json.dumps(nb))
+    argv = ("softmax", str(course / "submitted"), "--out", str(tmp_path / "out"),
+            "--course", str(course), "--jobs", "1")
+    assert grade_cli.run(_args(*argv)) == 0
+
+    graded = json.loads((course / "autograded" / "ana" / "softmax" / "softmax.ipynb").read_text())
+    code = [c for c in graded["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    test = next(c for c in code if c["metadata"]["nbgrader"]["grade_id"] == "test_answer")
+    (error,) = [o for o in test["outputs"] if o["output_type"] == "error"]
+    assert error["ename"] == "Misconception"
+    assert error["evalue"].startswith("[dropped-minus-sign]")
+    assert "Misconception: Misconception" not in json.dumps(error)
+    assert error["traceback"][-1] == f"Misconception: {error['evalue']}"
+    assert any('line 4: raise Misconception("dropped-minus-sign")' in line
+               for line in error["traceback"])
+    passed = next(c for c in code if c["metadata"]["nbgrader"]["grade_id"] == "test_softmax")
+    assert not [o for o in passed["outputs"] if o["output_type"] == "error"]

@@ -9,6 +9,7 @@ that fails on it (storing, the gradebook, the autograded notebook, feedback) mak
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import shutil
 import sys
@@ -34,7 +35,7 @@ from mlmcourse.grading.sandbox.policy import (
 from mlmcourse.grading.sandbox.zygote import policy_to_plain
 from mlmcourse.grading.store import ResultStore
 
-SOLUTION_ID = "source-solution"
+SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
 
 
 class GradingRefused(Exception):
@@ -175,11 +176,14 @@ def plan(run: Run, submissions: list[Submission]) -> tuple[dict[str, Result], li
     return reused, tasks
 
 
-def check_solution(run: Run, pool: WorkerPool) -> None:
-    """Grade the source notebook itself, in the same sandbox, before any student: anything
-    short of full marks on its tests means the environment is broken."""
-    task = _task(run, SOLUTION_ID, str(run.source_path), None, [], run.source.sha256)
-    (result,) = list(pool.run([task]))
+def solution_task(run: Run) -> Task:
+    """The source notebook itself, graded in the same sandbox as the students."""
+    return _task(run, SOLUTION_ID, str(run.source_path), None, [], run.source.sha256)
+
+
+def check_solution(run: Run, result: Result) -> None:
+    """Anything short of full marks on the source notebook's tests means the environment is
+    broken: stop before any student is recorded."""
     failing = [(gid, c.message) for gid, c in result.cells.items()
                if c.kind == "test" and not c.passed]
     if result.status == Status.FAILED or failing:
@@ -190,9 +194,16 @@ def check_solution(run: Run, pool: WorkerPool) -> None:
             f"{detail}")
 
 
-def execute(run: Run, pool: WorkerPool, tasks: list[Task]) -> Iterator[Result]:
-    """Grade the tasks in the workers; results in completion order."""
-    for result in pool.run(tasks):
+def execute(run: Run, stream: Iterator[Result]) -> Iterator[Result]:
+    """The students' results in completion order, once the source solution's result (graded
+    first, in the same sandbox) has passed :func:`check_solution`."""
+    early = []
+    for result in stream:
+        if result.student_id == SOLUTION_ID:
+            check_solution(run, result)
+            break
+        early.append(result)
+    for result in itertools.chain(early, stream):
         if not result.max_score:
             result.max_score = run.source.max_score
         yield result
@@ -292,36 +303,39 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
         for warning in run.warnings:
             say(f"warning: {warning}")
         results, tasks = plan(run, submissions)
-        # the workers warm up (import torch, fork their zygotes) while nbgrader is imported
+        # the workers warm up (import torch, fork their zygotes) and grade the source solution,
+        # then the first students, while nbgrader is imported here
         pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.setup_modules,
                           run.workroot) if tasks else None
-        from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the workers
-
-        gradebook.backup(settings.course)
-        gb = gradebook.open_gradebook(settings.course)
         try:
-            if pool is not None:
-                check_solution(run, pool)
-            released = release_path(settings.course, settings.assignment)
-            gradebook.ensure_assignment(gb, settings.course, settings.assignment,
-                                        released if released.exists() else run.source_path)
-            for result in results.values():
-                record(run, gb, result)
-            done = len(results)
-            if progress:
-                progress(done, len(submissions))
-            for result in execute(run, pool, tasks) if pool else []:
-                results[result.student_id] = record(run, gb, result)
-                done += 1
+            stream = pool.run([solution_task(run), *tasks]) if pool else iter(())
+            from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the pool
+
+            gradebook.backup(settings.course)
+            gb = gradebook.open_gradebook(settings.course)
+            try:
+                graded = execute(run, stream)
+                first = next(graded, None)  # the solution is checked before anyone is recorded
+                released = release_path(settings.course, settings.assignment)
+                gradebook.ensure_assignment(gb, settings.course, settings.assignment,
+                                            released if released.exists() else run.source_path)
+                for result in results.values():
+                    record(run, gb, result)
+                done = len(results)
                 if progress:
                     progress(done, len(submissions))
-            if pool is not None:
-                pool.close()
-                pool = None
-            return publish(run, gb, results)
+                for result in itertools.chain([first] if first else [], graded):
+                    results[result.student_id] = record(run, gb, result)
+                    done += 1
+                    if progress:
+                        progress(done, len(submissions))
+                if pool is not None:
+                    pool.close()  # before the report: its CPU time is the report's now
+                return publish(run, gb, results)
+            finally:
+                gb.close()
         finally:
             if pool is not None:
                 pool.close()
-            gb.close()
     finally:
         finish(run)

@@ -43,8 +43,10 @@ def _warm(warm_modules: list[str]) -> None:
     import mlmcourse.grading.misconceptions  # noqa: F401
     import mlmcourse.grading.sandbox.zygote  # noqa: F401
     import mlmcourse.grading.trusted  # noqa: F401
+    from mlmcourse.vocab import Vocabulary
 
     torch.set_num_threads(1)
+    Vocabulary.from_corpus()  # the shipped corpus, counted once for every sandbox to inherit
     for name in warm_modules:
         try:
             importlib.import_module(name)
@@ -179,18 +181,23 @@ class WorkerPool:
         self.replacements_left = 4 * jobs + 4
 
     def run(self, tasks: list[Task]) -> Iterator[Result]:
-        """Yield one result per task, in completion order."""
+        """Hand the first tasks to the workers now (they work while the caller does something
+        else); the iterator returned yields one result per task, in completion order."""
         pending = list(reversed(tasks))
         selector = selectors.DefaultSelector()
-
-        def feed(worker: Worker) -> None:
-            worker.task = None
-            if pending:
-                worker.send(pending.pop())
-
         for worker in self.workers:
             selector.register(worker.results, selectors.EVENT_READ, worker)
-            feed(worker)
+            self._feed(worker, pending)
+        return self._results(selector, pending)
+
+    @staticmethod
+    def _feed(worker: Worker, pending: list[Task]) -> None:
+        worker.task = None
+        if pending:
+            worker.send(pending.pop())
+
+    def _results(self, selector: selectors.BaseSelector, pending: list[Task]
+                 ) -> Iterator[Result]:
         while any(w.task is not None for w in self.workers):
             for key, _ in selector.select(timeout=1.0):
                 worker: Worker = key.data
@@ -202,7 +209,7 @@ class WorkerPool:
                             worker.pid = int(line)
                         else:
                             yield Result.from_json(json.loads(line))
-                            feed(worker)
+                            self._feed(worker, pending)
                     continue
                 selector.unregister(worker.results)
                 if task is not None:
@@ -218,7 +225,7 @@ class WorkerPool:
                                                self.workroot))
                     self.workers.append(replacement)
                     selector.register(replacement.results, selectors.EVENT_READ, replacement)
-                    feed(replacement)
+                    self._feed(replacement, pending)
             if not self.workers:
                 break
         while pending:  # only reached if workers kept dying
@@ -227,9 +234,10 @@ class WorkerPool:
                                 "no grader worker left", grader_error=True)
 
     def close(self) -> None:
-        """Stop the workers and their fork servers."""
+        """Stop the workers and their fork servers (again: nothing to do)."""
         for worker in self.workers:
             worker.close()
         for server in self.servers:
             server.kill()
             server.wait()
+        self.workers, self.servers = [], []

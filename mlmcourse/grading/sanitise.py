@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import html.parser
 import math
@@ -43,6 +44,7 @@ MAX_TEXT = 100_000  # characters of one output's text
 MAX_OUTPUTS = 100  # outputs kept per code cell
 MAX_IMAGE = 2_000_000  # base64 characters of one bitmap output
 MAX_META = 200  # characters of one kept metadata string
+MAX_REMEMBERED = 4_000  # characters of a markdown text whose sanitised form is remembered
 TRUNCATED = "\n… [truncated]"
 
 # --- the allowlist -----------------------------------------------------------------------------
@@ -277,6 +279,15 @@ def formgrader_ids(nb: dict) -> frozenset[str]:
 
 
 def sanitise_markdown(text: str, reserved_ids: frozenset[str] = frozenset()) -> str:
+    """Markdown whose rendering by formgrader runs nothing and fetches nothing (see
+    :func:`_sanitise_markdown`). Short texts are remembered: the cells every submission shares
+    with the exercise (its statement and questions) are checked once per run, not per student."""
+    if isinstance(text, str) and len(text) <= MAX_REMEMBERED:
+        return _remembered_markdown(text, reserved_ids)
+    return _sanitise_markdown(text, reserved_ids)
+
+
+def _sanitise_markdown(text: str, reserved_ids: frozenset[str] = frozenset()) -> str:
     """Markdown whose rendering by formgrader runs nothing and fetches nothing.
 
     Raw HTML in it is cleaned by :func:`sanitise_html`; ``<`` that does not open an
@@ -299,6 +310,9 @@ def sanitise_markdown(text: str, reserved_ids: frozenset[str] = frozenset()) -> 
     if _renders_safely(literal, reserved_ids):
         return literal
     return "*(this answer could not be shown safely; open the submitted notebook as text)*"
+
+
+_remembered_markdown = functools.lru_cache(maxsize=1024)(_sanitise_markdown)
 
 
 # --- outputs -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmcourse.grading.notebook import (
+    Cell,
     SourceNotebook,
     Step,
     SubmissionProblem,
@@ -58,6 +59,11 @@ _REBUILDABLE = {name for name, obj in vars(builtins).items()
 
 class StudentCodeError(Exception):
     """An exception of a non-builtin type raised by the student's code in the sandbox."""
+
+
+class SetupFailed(Exception):
+    """A setup cell of the source notebook does not run where the tests run (the environment
+    lacks something it needs)."""
 
 
 class DeadlinePassed(BaseException):
@@ -95,9 +101,13 @@ def load_trusted(source_path: Path) -> TrustedAssignment:
     with contextlib.chdir(source_path.parent), contextlib.redirect_stdout(io.StringIO()):
         for cell in source.cells:
             if cell.is_setup:
-                code = compile(transformer.transform_cell(cell.source), f"<setup {cell.grade_id}>",
-                               "exec")
-                exec(code, namespace)  # noqa: S102 - the instructor's trusted setup cell
+                try:
+                    code = compile(transformer.transform_cell(cell.source),
+                                   f"<setup {cell.grade_id}>", "exec")
+                    exec(code, namespace)  # noqa: S102 - the instructor's trusted setup cell
+                except Exception as exc:
+                    raise SetupFailed(f"the setup cell {cell.grade_id} fails in the grader: "
+                                      f"{type(exc).__name__}: {exc}") from exc
                 refs |= referenced_names(cell.source)
     tests = {cell.grade_id: (compile(transformer.transform_cell(cell.source),
                                      f"<test {cell.grade_id}>", "exec"),
@@ -225,12 +235,17 @@ def _stream(text: str, name: str = "stdout") -> dict:
     return {"output_type": "stream", "name": name, "text": text[:MAX_CELL_OUTPUT_CHARS]}
 
 
-def _error(ename: str, evalue: str) -> dict:
+def _error(ename: str, evalue: str, where: str = "") -> dict:
+    """An error output as nbgrader's kernel writes one: the type, the message, and a traceback
+    (here: where the test stopped, then ``type: message``)."""
+    trace = [f"{ename} (traceback, most recent call last)", where] if where else []
     return {"output_type": "error", "ename": ename, "evalue": evalue,
-            "traceback": [f"{ename}: {evalue}"]}
+            "traceback": [*trace, f"{ename}: {evalue}" if evalue else ename]}
 
 
-def _failure_message(exc: BaseException) -> tuple[str, str | None]:
+def _failure(exc: BaseException, cell: Cell) -> tuple[str, str, str, str | None]:
+    """``(type name, message, where, misconception code)`` of a failed test: ``where`` is the
+    test cell's line that raised, as a traceback shows it."""
     from mlmcourse.grading.misconceptions import Misconception
 
     code = exc.code if isinstance(exc, Misconception) else None
@@ -238,8 +253,15 @@ def _failure_message(exc: BaseException) -> tuple[str, str | None]:
         text = str(exc).strip()
     except Exception:  # noqa: BLE001 - a message built from student values may not print
         text = ""
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return message[:MAX_MESSAGE_CHARS], code
+    where, frame = "", exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == f"<test {cell.grade_id}>":
+            line = frame.tb_lineno
+            lines = cell.source.splitlines()
+            shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+            where = f"test cell {cell.grade_id}, line {line}: {shown}"[:MAX_MESSAGE_CHARS]
+        frame = frame.tb_next
+    return type(exc).__name__, text[:MAX_MESSAGE_CHARS], where, code
 
 
 def _run_student_cell(run: GradingRun, step: Step) -> None:
@@ -264,6 +286,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
     cell = step.cell
     result = CellResult("test", cell.points)
     stdout, stderr = io.StringIO(), io.StringIO()
+    failure: tuple[str, str, str] | None = None  # (type, message, where) of what it raised
     try:
         code, refs = run.trusted.tests[cell.grade_id]
         test_refs |= refs
@@ -282,10 +305,13 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
         run.stop("timeout")
         result.message = f"not graded: {run.dead_reason}"
     except MemoryError:
-        result.message = ("MemoryError: the test ran out of memory working on the submission's "
-                          "values (check their shapes)")
+        failure = ("MemoryError", "the test ran out of memory working on the submission's "
+                   "values (check their shapes)", "")
     except BaseException as exc:  # noqa: BLE001 - any failure of a test is a failed test
-        result.message, result.misconception = _failure_message(exc)
+        ename, evalue, where, result.misconception = _failure(exc, cell)
+        failure = (ename, evalue, where)
+    if failure is not None:
+        result.message = f"{failure[0]}: {failure[1]}" if failure[1] else failure[0]
     outputs = run.outputs.setdefault(step.index, [])
     if run.sandbox is not None:
         child_text = run.sandbox.take_output()
@@ -295,7 +321,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
         if buffer.getvalue():
             outputs.append(_stream(buffer.getvalue(), name))
     if not result.passed:
-        outputs.append(_error("AssertionError", result.message))
+        outputs.append(_error(*failure) if failure else _error("AssertionError", result.message))
     return result
 
 
@@ -412,6 +438,7 @@ def autograded_notebook(nb: dict, source: SourceNotebook, outputs: dict[int, lis
     what the student's file carried (metadata, attachments, outputs)."""
     originals = source.by_id()
     cells = []
+    executed = 0
     for index, cell in enumerate(nb.get("cells", [])):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         original = originals.get(meta.get("grade_id")) if isinstance(meta, dict) else None
@@ -426,9 +453,10 @@ def autograded_notebook(nb: dict, source: SourceNotebook, outputs: dict[int, lis
             new["id"] = original.cell_id or new["id"]
             if original.locked:
                 new["source"] = original.source
-        if kind == "code":
+        if kind == "code":  # numbered as a kernel running the notebook top to bottom would
+            executed += 1
             new["outputs"] = outputs.get(index, [])
-            new["execution_count"] = index + 1
+            new["execution_count"] = executed
         cells.append(new)
     return {"cells": cells, "metadata": source.notebook_metadata, "nbformat": 4,
             "nbformat_minor": 5}
