@@ -92,5 +92,5 @@ def test_hostile_submissions_cannot_change_grades_or_files(tmp_path: Path) -> No
                             .read_text())
     assert any("BEGIN HIDDEN TESTS" in "".join(c["source"]) for c in autograded["cells"])
     for chart in ("score_histogram", "pass_rates", "answer_shares", "misconceptions"):
-        assert (out / f"{chart}.png").stat().st_size > 0
+        assert (out / f"{chart}.svg").stat().st_size > 0
     assert "dropped-minus-sign" in (out / "report.html").read_text()

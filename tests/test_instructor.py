@@ -145,7 +145,9 @@ def test_numeric_answers_are_summarised_as_numbers(tmp_path: Path) -> None:
     report.write_report(tmp_path, "ex4", ["test_answer_loss_06"], rows)
     page = (tmp_path / "report.html").read_text()
     assert "Numeric answers" in page and "43%" in page
-    assert (tmp_path / "numeric_answers.png").stat().st_size > 1000
+    chart = (tmp_path / "numeric_answer_1.svg").read_text()
+    assert "answer_loss_06" in chart and chart.count("<rect") == 3  # a bin per distinct value
+    assert 'src="numeric_answer_1.svg"' in page
 
 
 def _args(*argv: str) -> argparse.Namespace:

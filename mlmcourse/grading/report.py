@@ -1,4 +1,4 @@
-"""The class-level outputs: ``grades.csv`` and ``report.html`` with its PNG charts.
+"""The class-level outputs: ``grades.csv`` and ``report.html`` with its SVG charts.
 
 Charts: the score histogram, each question's pass rate, each multiple-choice option's share
 (answer variables are the names starting with ``answer_``), the distribution of each numeric
@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import html
 import io
+import math
 import statistics
-import unicodedata
 from collections import Counter
 from pathlib import Path
 
+from mlmcourse.grading import charts
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.records import Result, Status
@@ -29,16 +30,6 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def spreadsheet_safe(text: str) -> str:
     """A CSV cell that no spreadsheet reads as a formula (a leading ``'`` neutralises it)."""
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def plain_label(text: str, width: int = 40) -> str:
-    """Student text as a chart label that matplotlib draws literally: printable characters
-    only, shortened, and every ``$`` escaped (so it is never parsed as mathtext)."""
-    shown = "".join(c if unicodedata.category(c)[0] not in "CZ" or c == " " else " "
-                    for c in text)
-    if len(shown) > width:
-        shown = shown[: width - 1] + "…"
-    return shown.replace("\\", "\\\\").replace("$", r"\$")
 
 
 def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
@@ -60,39 +51,6 @@ def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
                          f"{row.late_penalty:g}" if submitted else "",
                          f"{row.final_score():g}" if submitted else ""])
     return write_atomic(out / "grades.csv", buffer.getvalue())
-
-
-def _bar_chart(path: Path, labels: list[str], values: list[float], title: str, xlabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(labels), 3) + 1.2))
-    ax.barh(labels or ["(none)"], values or [0], color="#4c72b0")
-    ax.invert_yaxis()
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _histogram(path: Path, scores: list[float], max_score: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = max(int(max_score), 1)
-    ax.hist(scores, bins=bins, range=(0, max(max_score, 1)), color="#4c72b0", edgecolor="white")
-    ax.set_title("Score histogram (submitted notebooks)")
-    ax.set_xlabel(f"score (out of {max_score:g})")
-    ax.set_ylabel("students")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def is_number(value: object) -> bool:
@@ -127,24 +85,17 @@ def numeric_summary(name: str, rows: list[Result]) -> dict[str, float | int | No
             if tested else None}
 
 
-def _numeric_chart(path: Path, names: list[str], rows: list[Result]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(max(len(names), 1), 1, figsize=(7, 2.2 * max(len(names), 1)),
-                             squeeze=False)
-    for ax, name in zip(axes[:, 0], names or [""], strict=False):
+def _numeric_charts(out: Path, names: list[str], rows: list[Result]) -> list[str]:
+    """One histogram per numeric answer (``numeric_answer_<i>.svg``); returns the file names."""
+    files = []
+    for i, name in enumerate(names, start=1):
         numbers = [float(r.answers[name]) for r in rows if is_number(r.answers.get(name))]
-        if numbers:
-            ax.hist(numbers, bins=min(30, max(len(set(numbers)), 1)), color="#4c72b0",
-                    edgecolor="white")
-        ax.set_title(plain_label(name or "(no numeric answers)"))
-        ax.set_ylabel("students")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        numbers = [x for x in numbers if math.isfinite(x)]
+        low, high = (min(numbers), max(numbers)) if numbers else (0.0, 1.0)
+        svg = charts.histogram(numbers, low, high, min(30, max(len(set(numbers)), 1)),
+                               charts.plain_label(name), "answer given")
+        files.append(write_atomic(out / f"numeric_answer_{i}.svg", svg).name)
+    return files
 
 
 def _numeric_table(names: list[str], rows: list[Result]) -> str:
@@ -165,20 +116,22 @@ def _numeric_table(names: list[str], rows: list[Result]) -> str:
 
 
 def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Result]) -> Path:
-    """``report.html`` and its four PNGs."""
+    """``report.html`` and its SVG charts."""
     submitted = [r for r in rows if r.status != Status.NOT_SUBMITTED]
     max_score = max((r.max_score for r in rows), default=0)
-    _histogram(out / "score_histogram.png", [r.score for r in submitted], max_score)
+    write_atomic(out / "score_histogram.svg", charts.histogram(
+        [r.score for r in submitted], 0.0, max(max_score, 1), max(int(max_score), 1),
+        "Score histogram (submitted notebooks)", f"score (out of {max_score:g})"))
 
     tests = [g for g in grade_ids if any(g in r.cells and r.cells[g].kind == "test"
                                          for r in submitted)]
     rates = [100 * sum(bool(g in r.cells and r.cells[g].passed) for r in submitted)
              / max(len(submitted), 1) for g in tests]
-    _bar_chart(out / "pass_rates.png", [plain_label(t) for t in tests], rates,
-               "Pass rate per question", "% of submissions")
+    write_atomic(out / "pass_rates.svg", charts.bar_chart(
+        tests, rates, "Pass rate per question", "% of submissions", maximum=100))
 
     numeric = numeric_answer_names(submitted)
-    _numeric_chart(out / "numeric_answers.png", numeric, submitted)
+    numeric_files = _numeric_charts(out, numeric, submitted)
     options: Counter[str] = Counter()
     for r in submitted:
         for name, value in r.answers.items():
@@ -190,19 +143,22 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
                 shown = f"{value:.4g}"
             else:
                 shown = str(value)
-            options[plain_label(f"{name} = {shown}")] += 1
+            options[charts.plain_label(f"{name} = {shown}")] += 1
     labels = sorted(options)
     shares = [100 * options[k] / max(len(submitted), 1) for k in labels]
-    _bar_chart(out / "answer_shares.png", labels, shares, "Multiple-choice answers",
-               "% of submissions")
+    write_atomic(out / "answer_shares.svg", charts.bar_chart(
+        labels, shares, "Multiple-choice answers", "% of submissions", maximum=100))
 
     misconceptions = Counter(c.misconception for r in submitted for c in r.cells.values()
                              if c.misconception)
     common = misconceptions.most_common(10)
-    _bar_chart(out / "misconceptions.png", [plain_label(k) for k, _ in common],
-               [v for _, v in common], "Most frequent misconceptions", "submissions")
+    write_atomic(out / "misconceptions.svg", charts.bar_chart(
+        [k for k, _ in common], [v for _, v in common], "Most frequent misconceptions",
+        "submissions"))
 
     e = html.escape
+    numeric_images = "".join(f'<img src="{f}" alt="Distribution of {e(name)}">'
+                             for f, name in zip(numeric_files, numeric, strict=True))
     status = Counter(str(r.status) for r in rows)
     counts = ", ".join(f"{v} {e(k.replace('_', ' '))}" for k, v in sorted(status.items()))
     late = [r for r in submitted if r.seconds_late > 0]
@@ -218,12 +174,12 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
 img{{max-width:100%}}td,th{{padding:.2rem .5rem;text-align:right}}</style></head><body>
 <h1>{e(assignment)}: class report</h1>
 <p>{len(rows)} students: {counts}; {lateness}.</p>
-<h2>Scores</h2><img src="score_histogram.png" alt="Histogram of scores">
-<h2>Questions</h2><img src="pass_rates.png" alt="Pass rate of each question">
-<h2>Multiple-choice answers</h2><img src="answer_shares.png" alt="Share of each option">
+<h2>Scores</h2><img src="score_histogram.svg" alt="Histogram of scores">
+<h2>Questions</h2><img src="pass_rates.svg" alt="Pass rate of each question">
+<h2>Multiple-choice answers</h2><img src="answer_shares.svg" alt="Share of each option">
 <h2>Numeric answers</h2>{_numeric_table(numeric, submitted)}
-<img src="numeric_answers.png" alt="Distribution of each numeric answer">
-<h2>Misconceptions</h2><img src="misconceptions.png" alt="Most frequent misconceptions">
+{numeric_images}
+<h2>Misconceptions</h2><img src="misconceptions.svg" alt="Most frequent misconceptions">
 <ul>{explained}</ul>
 <h2>Submissions that could not be graded</h2><ul>{failed or '<li>none</li>'}</ul>
 </body></html>
