@@ -188,3 +188,45 @@ def test_a_source_solution_short_of_full_marks_stops_the_run(
 
         with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
             assert not gb.students
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Killed while it holds two tasks (the one it grades and the next), a worker's current
+    submission is ``failed`` with the reason and the next is graded by its replacement."""
+    import threading
+
+    from mlmcourse.grading import pipeline
+    from mlmcourse.grading.pool import QUEUED, WorkerPool
+
+    course = corpus.write_course(tmp_path / "course")
+    subs = corpus.write_submissions(tmp_path / "subs", ["honest_1", "honest_2", "always_equal"])
+    settings = pipeline.Settings("softmax", subs, tmp_path / "out", course, 1, 60.0,
+                                 sandbox=False)
+    run = pipeline.prepare(settings)
+    try:
+        _, tasks = pipeline.plan(run, pipeline.collect(run))
+        pool = WorkerPool(1, run.source.setup_modules, run.workroot)
+        try:
+            stream = pool.run(tasks)
+            (worker,) = pool.workers
+            assert len(worker.queued) == QUEUED == 2
+            first = worker.queued[0].student_id
+
+            def kill_when_started() -> None:
+                while worker.pid is None:
+                    time.sleep(0.01)
+                os.kill(worker.pid, signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_when_started)
+            killer.start()
+            results = {r.student_id: r for r in stream}
+            killer.join()
+        finally:
+            pool.close()
+    finally:
+        pipeline.finish(run)
+    assert set(results) == {"honest_1", "honest_2", "always_equal"}
+    assert results[first].status == "failed" and "worker died" in results[first].reason
+    others = [r for s, r in results.items() if s != first]
+    assert all(r.status != "failed" for r in others), [(r.student_id, r.reason) for r in others]

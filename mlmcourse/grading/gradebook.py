@@ -11,13 +11,18 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nbgrader.api import (
+    Assignment,
+    BaseCell,
     Comment,
     Grade,
     Gradebook,
     MissingEntry,
+    Notebook,
     Student,
     SubmittedAssignment,
     SubmittedNotebook,
@@ -147,40 +152,52 @@ def record(gb: Gradebook, assignment: str, notebook: str, result: Result,
         raise
 
 
-def manual_scores(gb: Gradebook, assignment: str, notebook: str, student_id: str
-                  ) -> dict[str, float]:
-    """The scores an instructor gave by hand in formgrader, by grade id."""
-    try:
-        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
-    except MissingEntry:
-        return {}
-    return {g.name: float(g.manual_score) for g in submitted.grades if g.manual_score is not None}
+@dataclass
+class HandGiven:
+    """What the gradebook holds for one student's submission besides the automatic scores:
+    scores and comments given by hand in formgrader (by grade id / cell name) and how late it
+    was handed in (its time after the due date plus the student's extension; 0 without them)."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    comments: dict[str, str] = field(default_factory=dict)
+    seconds_late: float = 0.0
 
 
-def manual_comments(gb: Gradebook, assignment: str, notebook: str, student_id: str
-                    ) -> dict[str, str]:
-    """The comments an instructor wrote in formgrader, by cell name (non-empty ones only)."""
-    try:
-        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
-    except MissingEntry:
-        return {}
-    return {c.name: c.manual_comment.strip() for c in submitted.comments
-            if c.manual_comment and c.manual_comment.strip()}
+def _submitted(gb: Gradebook, assignment: str, notebook: str, *columns: Any) -> Any:
+    """A query of ``columns`` over the submitted notebooks ``notebook`` of ``assignment``."""
+    return (gb.db.query(SubmittedAssignment.student_id, *columns)
+            .select_from(SubmittedNotebook)
+            .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
+            .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .filter(Assignment.name == assignment, Notebook.name == notebook))
 
 
-def seconds_late(gb: Gradebook, assignment: str, student_id: str) -> float:
-    """How late the submission is: its time after the due date plus the student's extension
-    (0 without a due date or a submission time)."""
-    try:
-        submission = gb.find_submission(assignment, student_id)
-    except MissingEntry:
-        return 0.0
-    due = submission.assignment.duedate
-    if due is None or submission.timestamp is None:
-        return 0.0
-    if submission.extension is not None:
-        due = due + submission.extension
-    return max(0.0, (submission.timestamp - due).total_seconds())
+def hand_given(gb: Gradebook, assignment: str, notebook: str) -> dict[str, HandGiven]:
+    """:class:`HandGiven` of every student with a submission of ``notebook`` (three queries for
+    the whole class)."""
+    given: dict[str, HandGiven] = {}
+    for student, timestamp, extension, due in _submitted(
+            gb, assignment, notebook, SubmittedAssignment.timestamp,
+            SubmittedAssignment.extension, Assignment.duedate):
+        late = 0.0
+        if due is not None and timestamp is not None:
+            late = max(0.0, (timestamp - (due + extension if extension else due))
+                       .total_seconds())
+        given[student] = HandGiven(seconds_late=late)
+    for student, name, score in (_submitted(gb, assignment, notebook, BaseCell.name,
+                                            Grade.manual_score)
+                                 .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
+                                 .join(BaseCell, Grade.cell_id == BaseCell.id)
+                                 .filter(Grade.manual_score.isnot(None))):
+        given[student].scores[name] = float(score)
+    for student, name, text in (_submitted(gb, assignment, notebook, BaseCell.name,
+                                           Comment.manual_comment)
+                                .join(Comment, Comment.notebook_id == SubmittedNotebook.id)
+                                .join(BaseCell, Comment.cell_id == BaseCell.id)):
+        if text and text.strip():
+            given[student].comments[name] = text.strip()
+    return given
 
 
 def late_penalty_function(course: Path) -> Callable[[str, float, float], float]:
@@ -207,14 +224,18 @@ def late_penalty_function(course: Path) -> Callable[[str, float, float], float]:
     return penalty
 
 
-def set_late_penalty(gb: Gradebook, assignment: str, notebook: str, student_id: str,
-                     penalty: float) -> None:
-    """Store the penalty where formgrader and ``nbgrader export`` read it."""
-    try:
-        submitted = gb.find_submission_notebook(notebook, assignment, student_id)
-    except MissingEntry:
-        return
-    submitted.late_submission_penalty = penalty or None
+def set_late_penalties(gb: Gradebook, assignment: str, notebook: str,
+                       penalties: dict[str, float]) -> None:
+    """Store each student's penalty where formgrader and ``nbgrader export`` read it (one
+    transaction)."""
+    for submitted in (gb.db.query(SubmittedNotebook)
+                      .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
+                      .join(SubmittedAssignment,
+                            SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                      .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+                      .filter(Assignment.name == assignment, Notebook.name == notebook)):
+        if submitted.assignment.student_id in penalties:
+            submitted.late_submission_penalty = penalties[submitted.assignment.student_id] or None
     gb.db.commit()
 
 

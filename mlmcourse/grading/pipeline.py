@@ -241,21 +241,23 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     rows = []
     assignment, notebook = run.settings.assignment, run.notebook
     penalty = gradebook.late_penalty_function(run.settings.course)
+    given = gradebook.hand_given(gb, assignment, notebook)
+    penalties = {}
     for student_id, result in sorted(results.items()):
-        result = with_manual_scores(
-            result, gradebook.manual_scores(gb, assignment, notebook, student_id),
-            gradebook.manual_comments(gb, assignment, notebook, student_id))
+        hand = given.get(student_id, gradebook.HandGiven())
+        result = with_manual_scores(result, hand.scores, hand.comments)
         submitted_at = run.times.get(student_id)
         result.submitted_at = submitted_at.isoformat(timespec="seconds") if submitted_at else ""
-        result.seconds_late = gradebook.seconds_late(gb, assignment, student_id)
+        result.seconds_late = hand.seconds_late
         result.late_penalty = penalty(student_id, result.score, result.seconds_late)
-        gradebook.set_late_penalty(gb, assignment, notebook, student_id, result.late_penalty)
+        penalties[student_id] = result.late_penalty
         try:
             feedback.write(run.out, run.settings.assignment, result)
         except Exception as exc:  # noqa: BLE001 - contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
         rows.append(result)
+    gradebook.set_late_penalties(gb, assignment, notebook, penalties)
     for student_id in sorted(set(gradebook.student_ids(gb)) - set(results)):
         rows.append(Result(student_id, run.settings.assignment, run.source.max_score,
                            Status.NOT_SUBMITTED))

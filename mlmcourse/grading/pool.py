@@ -12,6 +12,7 @@ of record and the gradebook.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import os
@@ -26,6 +27,9 @@ from pathlib import Path
 
 from mlmcourse.grading.records import Result, Task
 from mlmcourse.grading.sandbox.policy import worker_environment
+
+QUEUED = 2
+"""Tasks a worker holds at once: the one it grades and the next."""
 
 
 def _watch_parent(parent: int) -> None:
@@ -123,7 +127,8 @@ class Worker:
         self.tasks = os.fdopen(task_w, "w")
         self.results = results_r
         self.pending = bytearray()
-        self.task: Task | None = None
+        self.queued: collections.deque[Task] = collections.deque()
+        """Tasks sent and not reported yet, in the order the worker grades them."""
         self.pid: int | None = None
 
     def lines(self) -> list[str] | None:
@@ -137,7 +142,7 @@ class Worker:
         return [line.decode() for line in complete]
 
     def send(self, task: Task) -> None:
-        self.task = task
+        self.queued.append(task)
         self.tasks.write(json.dumps(task.to_json()) + "\n")
         self.tasks.flush()
 
@@ -192,27 +197,30 @@ class WorkerPool:
 
     @staticmethod
     def _feed(worker: Worker, pending: list[Task]) -> None:
-        worker.task = None
-        if pending:
+        """Keep ``QUEUED`` tasks in the worker's pipe, so that it starts the next one while
+        this process is still recording the last one's result."""
+        while pending and len(worker.queued) < QUEUED:
             worker.send(pending.pop())
 
     def _results(self, selector: selectors.BaseSelector, pending: list[Task]
                  ) -> Iterator[Result]:
-        while any(w.task is not None for w in self.workers):
+        while any(w.queued for w in self.workers):
             for key, _ in selector.select(timeout=1.0):
                 worker: Worker = key.data
-                task = worker.task
                 lines = worker.lines()
                 if lines is not None:
                     for line in lines:
                         if worker.pid is None:  # a worker's first line is its pid
                             worker.pid = int(line)
                         else:
-                            yield Result.from_json(json.loads(line))
+                            worker.queued.popleft()
                             self._feed(worker, pending)
+                            yield Result.from_json(json.loads(line))
                     continue
                 selector.unregister(worker.results)
-                if task is not None:
+                if worker.queued:  # it died grading the first; the others go to another
+                    task = worker.queued.popleft()
+                    pending.extend(reversed(worker.queued))
                     yield Result.failed(task.student_id, task.assignment, 0.0,
                                         "the grader's worker died while grading this "
                                         "submission", grader_error=True)
@@ -225,7 +233,8 @@ class WorkerPool:
                                                self.workroot))
                     self.workers.append(replacement)
                     selector.register(replacement.results, selectors.EVENT_READ, replacement)
-                    self._feed(replacement, pending)
+                for alive in self.workers:
+                    self._feed(alive, pending)
             if not self.workers:
                 break
         while pending:  # only reached if workers kept dying
