@@ -230,3 +230,61 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path: Path) -> N
     assert results[first].status == "failed" and "worker died" in results[first].reason
     others = [r for s, r in results.items() if s != first]
     assert all(r.status != "failed" for r in others), [(r.student_id, r.reason) for r in others]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) -> None:
+    """A slot's zygote shares its cgroup with the sandbox it runs, so a sandbox's memory could
+    get it killed: then that submission is ``failed`` (the slot's memory limit named), and the
+    next submissions are graded by a fresh worker with a fresh zygote."""
+    import threading
+
+    from mlmcourse.grading import pipeline
+    from mlmcourse.grading.pool import WorkerPool
+
+    course = corpus.write_course(tmp_path / "course")
+    subs = corpus.write_submissions(tmp_path / "subs", ["honest_1", "honest_2"])
+    sleeper = corpus._insert(corpus.solved(corpus.source_notebook()), "test_softmax",
+                             "import time\ntime.sleep(3)")
+    _notebook(subs / "a_sleeper" / "softmax.ipynb", json.dumps(sleeper))
+    settings = pipeline.Settings("softmax", subs, tmp_path / "out", course, 1, 60.0)
+    run = pipeline.prepare(settings)
+    try:
+        _, tasks = pipeline.plan(run, pipeline.collect(run))
+        assert tasks[0].student_id == "a_sleeper"
+        pool = WorkerPool(1, run.source.setup_modules, run.workroot)
+        try:
+            stream = pool.run(tasks)
+            (worker,) = pool.workers
+
+            def kill_zygote_while_a_sandbox_runs() -> None:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    for zygote in _children(worker.pid or 0):
+                        if _children(zygote):  # the sleeper's sandbox is running
+                            time.sleep(0.5)
+                            os.kill(zygote, signal.SIGKILL)
+                            return
+                    time.sleep(0.02)
+
+            killer = threading.Thread(target=kill_zygote_while_a_sandbox_runs)
+            killer.start()
+            results = {r.student_id: r for r in stream}
+            killer.join()
+            assert pool.workers and pool.workers[0] is not worker, "a new worker took over"
+        finally:
+            pool.close()
+    finally:
+        pipeline.finish(run)
+    assert results["a_sleeper"].status == "failed"
+    assert "job slot was killed" in results["a_sleeper"].reason
+    assert [results[s].status for s in ("honest_1", "honest_2")] == ["graded", "needs_manual"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlmcourse.grading.sandbox import cgroups, uids
+from mlmcourse.grading.sandbox.isolation import cgroup_folders
 from mlmcourse.grading.sandbox.policy import (
     WORKDIR,
     Limits,
@@ -33,6 +34,7 @@ def policy() -> Iterator[Policy]:
     base, lock = uids.reserve_block()
     folders = cgroups.create_run_folders(f"mlmcourse-test-{os.getpid()}")
     yield build_policy(base + 3, folders, Limits())
+    cgroups.clear_run_folders(folders)  # the slot folder of the zygote (killed with it)
     cgroups.remove(folders)
     os.close(lock)
 
@@ -164,8 +166,9 @@ def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Poli
         sandbox.exchange(["run", code], time.monotonic() + 1)
     sandbox.close()
     assert time.monotonic() - started < 5
-    assert _gone(lambda: os.path.exists(os.path.join(policy.cgroups[0],
-                                                     f"{policy.uid}-{sandbox.pid}")))
+    slot = cgroup_folders(policy, zygote.pid)
+    assert _gone(lambda: open(os.path.join(slot[-1], "cgroup.procs")).read().split()
+                 != [str(zygote.pid)])
     assert _gone(lambda: [p for p in os.listdir("/proc") if p.isdigit()
                           and _uid_of(p) == policy.uid])
 
@@ -173,7 +176,7 @@ def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Poli
 def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Policy,
                                                       tmp_path: Path) -> None:
     sandbox = _spawn(zygote, policy, tmp_path)
-    folder = os.path.join(policy.cgroups[0], f"{policy.uid}-{sandbox.pid}")
+    folder = cgroup_folders(policy, zygote.pid)[0]
     seen: dict[str, object] = {}
 
     def read_later() -> None:
@@ -193,8 +196,9 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     finally:
         reader.join()
         sandbox.close()
-    # every process of the sandbox is in its cgroup, whose quota is one CPU per period
-    assert seen["quota"] == seen["period"] * policy.limits.cpus and seen["procs"] >= 4
+    # every process of the sandbox is in its slot's cgroup (with the idle zygote), whose quota
+    # is one CPU per period
+    assert seen["quota"] == seen["period"] * policy.limits.cpus and seen["procs"] >= 5
     assert seen["nr_periods"] > 0, seen
     sandbox = _spawn(zygote, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):

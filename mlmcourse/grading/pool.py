@@ -30,6 +30,8 @@ from mlmcourse.grading.sandbox.policy import worker_environment
 
 QUEUED = 2
 """Tasks a worker holds at once: the one it grades and the next."""
+RETIRE = "retire"
+"""A worker's last line when its zygote is gone: its queued tasks go to a new worker."""
 
 
 def _watch_parent(parent: int) -> None:
@@ -72,6 +74,9 @@ def worker_main(slot: int, tasks_fd: int, results_fd: int) -> None:
     zygote = Zygote()
     assignments: dict[str, trusted.TrustedAssignment] = {}
     for line in os.fdopen(tasks_fd, "r"):
+        if not zygote.alive():  # only a fresh worker may fork a new one (it holds no secret)
+            results.write(f"{RETIRE}\n")
+            break
         task = Task.from_json(json.loads(line))
         if task.policy is not None:
             task.policy = {**task.policy, "uid": task.policy["uid"] + slot}
@@ -130,6 +135,7 @@ class Worker:
         self.queued: collections.deque[Task] = collections.deque()
         """Tasks sent and not reported yet, in the order the worker grades them."""
         self.pid: int | None = None
+        self.retiring = False
 
     def lines(self) -> list[str] | None:
         """The complete lines that have arrived (``None`` once the worker is gone)."""
@@ -142,9 +148,14 @@ class Worker:
         return [line.decode() for line in complete]
 
     def send(self, task: Task) -> None:
+        """Queue ``task`` for the worker (a worker that has just ended leaves it queued: it
+        goes to another one when its end is read)."""
         self.queued.append(task)
-        self.tasks.write(json.dumps(task.to_json()) + "\n")
-        self.tasks.flush()
+        try:
+            self.tasks.write(json.dumps(task.to_json()) + "\n")
+            self.tasks.flush()
+        except BrokenPipeError:
+            pass
 
     def close(self) -> None:
         """Stop the worker: it has reported every result it owed, so nothing is lost."""
@@ -199,7 +210,7 @@ class WorkerPool:
     def _feed(worker: Worker, pending: list[Task]) -> None:
         """Keep ``QUEUED`` tasks in the worker's pipe, so that it starts the next one while
         this process is still recording the last one's result."""
-        while pending and len(worker.queued) < QUEUED:
+        while pending and len(worker.queued) < QUEUED and not worker.retiring:
             worker.send(pending.pop())
 
     def _results(self, selector: selectors.BaseSelector, pending: list[Task]
@@ -212,22 +223,25 @@ class WorkerPool:
                     for line in lines:
                         if worker.pid is None:  # a worker's first line is its pid
                             worker.pid = int(line)
+                        elif line == RETIRE:
+                            worker.retiring = True
                         else:
                             worker.queued.popleft()
                             self._feed(worker, pending)
                             yield Result.from_json(json.loads(line))
                     continue
                 selector.unregister(worker.results)
-                if worker.queued:  # it died grading the first; the others go to another
+                if worker.queued and not worker.retiring:  # it died grading the first
                     task = worker.queued.popleft()
-                    pending.extend(reversed(worker.queued))
                     yield Result.failed(task.student_id, task.assignment, 0.0,
                                         "the grader's worker died while grading this "
                                         "submission", grader_error=True)
+                pending.extend(reversed(worker.queued))  # not started: another worker's
                 worker.close()
                 self.workers.remove(worker)
-                if self.replacements_left > 0:
-                    self.replacements_left -= 1
+                if worker.retiring or self.replacements_left > 0:
+                    if not worker.retiring:
+                        self.replacements_left -= 1
                     replacement = Worker(worker.slot)
                     self.servers.append(launch([replacement], self.warm_modules,
                                                self.workroot))

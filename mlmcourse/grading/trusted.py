@@ -373,6 +373,10 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         if not run.dead_reason:
             _run_steps(run, steps, result)
             _collect_answers(run, result)
+        if run.sandbox is not None:
+            ended = run.sandbox.close()
+            if ended.zygote_lost and not run.dead_reason:
+                run.dead_reason = describe_exit(ended, limits)
         _conclude(run, result)
     finally:
         if run.sandbox is not None:

@@ -1,8 +1,12 @@
-"""Control groups (cgroup v1 ``cpu``, ``memory`` and ``pids`` hierarchies): one per sandbox.
+"""Control groups (cgroup v1 ``cpu``, ``memory`` and ``pids`` hierarchies): one per job slot.
 
 A grading run makes a folder of its own in each hierarchy, below the cgroup the grader itself
-runs in; each sandbox gets a fresh child folder there with its limits, joins it before it
-forks anything, and the zygote reads its memory figures and removes it once it has ended.
+runs in. Each worker's zygote makes a child folder there and joins it once, so every sandbox it
+forks starts inside (moving a process into a v1 cgroup waits for an RCU grace period: paid once
+per slot, not per submission). A slot runs one sandbox at a time: before each one the zygote
+writes its limits and resets the peak-memory counter; after it, the zygote reads its figures
+and kills whatever is left but itself. The zygote takes no CPU and almost no memory while a
+sandbox runs, and a sandbox's processes are the kernel's first choice when memory runs out.
 """
 
 from __future__ import annotations
@@ -87,37 +91,52 @@ def _write(folder: str, name: str, value: str) -> None:
         handle.write(value)
 
 
-def create(folders: tuple[str, ...], limits: Limits) -> None:
-    """A fresh cgroup per controller (``cpu``, ``memory``, ``pids``) with its limits written."""
+def prepare(folders: tuple[str, ...], limits: Limits) -> int:
+    """Make the slot's cgroups if needed and set them up for the next sandbox: its limits
+    (one process more than the sandbox's, for the zygote), the peak-memory counter reset.
+    Returns the OOM-kill count so far (see :func:`memory_figures`)."""
     for folder in folders:
-        os.mkdir(folder)
+        os.makedirs(folder, exist_ok=True)
     cpu, memory, pids = folders
     _write(cpu, "cpu.cfs_period_us", str(CFS_PERIOD_US))
     _write(cpu, "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
-    _write(memory, "memory.limit_in_bytes", str(limits.memory_bytes))
+    names = ["memory.limit_in_bytes"]
     if os.path.exists(os.path.join(memory, "memory.memsw.limit_in_bytes")):
-        _write(memory, "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-    _write(pids, "pids.max", str(limits.processes))
+        # memory+swap may never be below memory alone: raise it first, lower it last
+        raising = _read_int(memory, "memory.memsw.limit_in_bytes") < limits.memory_bytes
+        names.insert(0 if raising else 1, "memory.memsw.limit_in_bytes")
+    for name in names:
+        _write(memory, name, str(limits.memory_bytes))
+    _write(memory, "memory.max_usage_in_bytes", "0")
+    _write(pids, "pids.max", str(limits.processes + 1))
+    return _oom_kills(memory)
 
 
 def join(folders: tuple[str, ...]) -> None:
-    """Move the calling process into the sandbox's cgroups."""
+    """Move the calling process into the cgroups (the zygote, once)."""
     for folder in folders:
         _write(folder, "cgroup.procs", str(os.getpid()))
 
 
-def memory_figures(folders: tuple[str, ...]) -> tuple[int, int]:
-    """(peak memory in bytes, processes the kernel killed for memory) of an ended sandbox."""
-    memory = folders[1]
-    with open(os.path.join(memory, "memory.max_usage_in_bytes")) as handle:
-        peak = int(handle.read())
-    kills = 0
+def _read_int(folder: str, name: str) -> int:
+    with open(os.path.join(folder, name)) as handle:
+        return int(handle.read())
+
+
+def _oom_kills(memory: str) -> int:
     with open(os.path.join(memory, "memory.oom_control")) as handle:
         for line in handle:
             key, _, value = line.partition(" ")
             if key == "oom_kill":
-                kills = int(value)
-    return peak, kills
+                return int(value)
+    return 0
+
+
+def memory_figures(folders: tuple[str, ...], kills_before: int) -> tuple[int, int]:
+    """(peak memory in bytes, processes the kernel killed for memory) since :func:`prepare`
+    returned ``kills_before``."""
+    memory = folders[1]
+    return _read_int(memory, "memory.max_usage_in_bytes"), _oom_kills(memory) - kills_before
 
 
 def remove(folders: tuple[str, ...], seconds: float = 5.0) -> None:

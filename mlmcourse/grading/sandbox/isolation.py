@@ -1,7 +1,7 @@
 """Applying a :class:`~mlmcourse.grading.sandbox.policy.Policy` to a freshly forked child.
 
-Two processes make one sandbox. The *holder* (forked by the zygote) joins the sandbox's
-cgroups, enters new PID, mount, network, IPC and UTS namespaces and forks the *kernel*, the
+Two processes make one sandbox. The *holder* (forked by the zygote inside its job slot's
+cgroups) enters new PID, mount, network, IPC and UTS namespaces and forks the *kernel*, the
 first process (PID 1) of the new PID namespace, then only waits for it: when the kernel ends,
 the kernel kills every process left in its namespace, and when the holder is killed (timeout),
 the kernel is killed with it. The kernel builds its root file system from the policy's
@@ -19,7 +19,7 @@ import shutil
 import signal
 import time
 
-from mlmcourse.grading.sandbox import cgroups, linux
+from mlmcourse.grading.sandbox import linux
 from mlmcourse.grading.sandbox.policy import DEVICES, HOSTNAME, WORKDIR, Policy, environment
 
 NEW_ROOT = "/tmp"
@@ -38,21 +38,22 @@ def _step(what: str, action, *args) -> None:  # noqa: ANN001 - a small internal 
         raise Refused(f"{what}: {exc.strerror or exc}") from None
 
 
-def cgroup_folders(policy: Policy, holder_pid: int) -> tuple[str, ...]:
-    """The cgroup folders of the sandbox whose holder has ``holder_pid``."""
-    return tuple(os.path.join(parent, f"{policy.uid}-{holder_pid}") for parent in policy.cgroups)
+def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
+    """The cgroup folders of the job slot whose zygote has ``zygote_pid`` (its sandboxes run
+    there, one at a time)."""
+    return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
 
 
-def hold(policy: Policy) -> int:
-    """In the holder: cgroups, namespaces, then fork the kernel; returns 0 in the kernel and
-    the kernel's pid in the holder."""
+def hold(policy: Policy, refusal: str = "") -> int:
+    """In the holder (already in its slot's cgroups, unless the zygote reports why not in
+    ``refusal``): namespaces, then fork the kernel; returns 0 in the kernel and the kernel's
+    pid in the holder."""
+    if refusal:
+        raise Refused(refusal)
     os.setsid()
-    try:
-        folders = cgroup_folders(policy, os.getpid())
-        cgroups.create(folders, policy.limits)
-        cgroups.join(folders)
-    except OSError as exc:
-        raise Refused(f"cgroups: {exc}") from None
+    # the sandbox's processes, not the zygote beside them, are the ones killed when the slot's
+    # memory runs out (a student cannot lower this below the zygote's 0)
+    _step("OOM score", _write_text, "/proc/self/oom_score_adj", "1000")
     _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWNET
           | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
     return os.fork()
@@ -201,26 +202,27 @@ def _set_limits(policy: Policy) -> None:
             raise Refused(f"setrlimit {which}: {exc}") from None
 
 
-def kill_cgroup(folders: tuple[str, ...], seconds: float = 5.0) -> None:
-    """Kill every process still in a sandbox's cgroups (the zygote does this after the holder
-    has ended) and remove them."""
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def kill_cgroup(folders: tuple[str, ...], keep: int, seconds: float = 5.0) -> None:
+    """Kill every process still in a slot's cgroups but ``keep`` (the zygote does this after
+    the holder has ended; the end of the PID namespace has normally ended them all)."""
     deadline = time.monotonic() + seconds
-    pids_folder = folders[-1]
+    procs = os.path.join(folders[-1], "cgroup.procs")
     while time.monotonic() < deadline:
-        try:
-            with open(os.path.join(pids_folder, "cgroup.procs")) as handle:
-                pids = [int(p) for p in handle.read().split()]
-        except FileNotFoundError:
-            break
+        with open(procs) as handle:
+            pids = [int(p) for p in handle.read().split() if int(p) != keep]
         if not pids:
-            break
+            return
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.005)
-    cgroups.remove(folders, max(0.1, deadline - time.monotonic()))
 
 
 def close_other_fds(keep: set[int]) -> None:

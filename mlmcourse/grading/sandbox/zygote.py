@@ -4,10 +4,10 @@ A grading worker forks its zygote right after importing torch, NumPy and IPython
 it reads any source notebook, so a sandbox (a fork of the zygote) never holds hidden tests or
 reference solutions in its memory. For each submission the worker sends the zygote a policy and
 four file descriptors (requests, replies, output, the student's staged files) over a
-``SOCK_SEQPACKET`` socket; the zygote forks the sandbox's holder
+``SOCK_SEQPACKET`` socket; the zygote sets its slot's cgroups up for the sandbox (it lives in
+them itself, see :mod:`~mlmcourse.grading.sandbox.cgroups`), forks the sandbox's holder
 (:mod:`~mlmcourse.grading.sandbox.isolation`), reports its pid, waits for it, reads the memory
-figures of its cgroup, kills whatever is left in the cgroup, removes it, and reports how the
-sandbox ended.
+figures of the cgroup, reports how the sandbox ended and kills whatever is left but itself.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ class Exit:
     memory_peak: int = 0
     oom_kills: int = 0
     cpu_seconds: float = 0.0
+    zygote_lost: bool = False
+    """The zygote died while the sandbox ran (the kernel's OOM killer chose it, or a kill):
+    the sandbox's end was not observed, and the slot needs a new worker."""
 
 
 def policy_to_plain(policy: Policy | None) -> dict | None:
@@ -87,31 +90,37 @@ def _zygote_main(sock: socket.socket) -> None:
     os.dup2(devnull, 0)
     isolation.close_other_fds({0, 1, 2, sock.fileno()})
     shell = make_shell()
+    joined: tuple[str, ...] = ()
     while True:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
         if not message:
             return
         request = protocol.decode(message)
         policy = policy_from_plain(request["policy"])
+        folders, refusal, kills_before = (), "", 0
+        if policy is not None:
+            try:
+                folders = isolation.cgroup_folders(policy, os.getpid())
+                kills_before = cgroups.prepare(folders, policy.limits)
+                if folders != joined:
+                    cgroups.join(folders)
+                    joined = folders
+            except OSError as exc:
+                folders, refusal = (), f"cgroups: {exc}"
         pid = os.fork()
         if pid == 0:
-            _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno())
+            _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno(), refusal)
         for fd in fds:
             os.close(fd)
         sock.send(protocol.encode(pid))
         _, status, usage = os.wait4(pid, 0)
-        peak = kills = 0
-        folders = isolation.cgroup_folders(policy, pid) if policy is not None else ()
-        try:
-            peak, kills = cgroups.memory_figures(folders) if folders else (0, 0)
-        except OSError:
-            folders = ()  # the holder never made its cgroups: it reported why
+        peak, kills = cgroups.memory_figures(folders, kills_before) if folders else (0, 0)
         sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
                                    "memory_peak": peak, "oom_kills": kills,
                                    "cpu_seconds": usage.ru_utime + usage.ru_stime}))
         # the worker goes on with its results meanwhile; the next request waits for this
         if folders:
-            isolation.kill_cgroup(folders)
+            isolation.kill_cgroup(folders, keep=os.getpid())
         _reap_orphans()
 
 
@@ -128,7 +137,7 @@ def _reap_orphans(seconds: float = 2.0) -> None:
 
 
 def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[int],
-                  zygote_fd: int) -> None:
+                  zygote_fd: int, refusal: str) -> None:
     """The forked sandbox: isolate (holder, then kernel), then serve the grader's requests."""
     request_fd, reply_fd, output_fd, workdir_fd = fds
     try:
@@ -144,7 +153,7 @@ def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[in
             os.fchdir(workdir_fd)
             os.close(workdir_fd)
         else:
-            kernel = isolation.hold(policy)
+            kernel = isolation.hold(policy, refusal)
             if kernel:
                 isolation.wait_for_kernel(kernel)
             isolation.confine(policy, workdir_fd, path_env)
@@ -197,8 +206,17 @@ class Zygote:
         """Read the exit report the zygote sends once the sandbox is reaped."""
         if not _ready([self.sock.fileno()], timeout):
             raise RuntimeError("the zygote did not report the sandbox's exit")
-        report = protocol.decode(self.sock.recv(CONTROL_BYTES))
-        return Exit(**report)
+        report = self.sock.recv(CONTROL_BYTES)
+        if not report:
+            return Exit(status=signal.SIGKILL, maxrss_kb=0, zygote_lost=True)
+        return Exit(**protocol.decode(report))
+
+    def alive(self) -> bool:
+        """Whether the zygote can still fork sandboxes."""
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
 
     def close(self) -> None:
         self.sock.close()
@@ -319,6 +337,9 @@ class Sandbox:
 
 def describe_exit(exit: Exit, limits: Limits) -> str:
     """A human reason for a sandbox's end (limits named)."""
+    if exit.zygote_lost:
+        return (f"the sandbox's job slot was killed, most likely by its memory limit "
+                f"({limits.memory_bytes / 1024**3:g} GB)")
     if exit.oom_kills:
         return f"memory limit {limits.memory_bytes / 1024**3:g} GB exceeded"
     if exit.cpu_seconds >= limits.cpu_seconds:  # PID 1 ignores SIGXCPU: SIGKILL at the hard limit
