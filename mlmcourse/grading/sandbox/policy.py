@@ -23,7 +23,8 @@ earlier results, home folders, other checkouts, or anything else of the host.
 unprivileged uid and gid from a range no host account or service can hold (checked when a run
 starts); no supplementary groups; no new privileges; killed when the grader goes away.
 
-**Resources.** Its own cgroup: at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of
+**Resources.** Its job slot's cgroup, which holds no other sandbox while it runs (only the
+slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of
 memory for all its processes together, :attr:`Limits.processes` processes and threads. Per
 process: address space, CPU time, file size and open files (``setrlimit``). Per submission: a
 wall-clock timeout for the whole notebook (every process of the submission, decoding its
