@@ -16,6 +16,7 @@ import collections
 import importlib
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
@@ -157,13 +158,16 @@ class Worker:
         except BrokenPipeError:
             pass
 
-    def close(self) -> None:
-        """Stop the worker: it has reported every result it owed, so nothing is lost."""
+    def kill(self) -> None:
         if self.pid:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def close(self) -> None:
+        """Stop the worker and close its pipes."""
+        self.kill()
         try:
             self.tasks.close()
         except OSError:
@@ -188,34 +192,58 @@ def launch(workers: list[Worker], warm_modules: list[str], workroot: Path) -> su
 
 
 class WorkerPool:
-    """N worker processes; each gets one task at a time; a dead one is replaced."""
+    """N worker processes, kept busy by a thread of their own: each holds ``QUEUED`` tasks, and
+    one that dies is replaced."""
 
     def __init__(self, jobs: int, warm_modules: list[str], workroot: Path) -> None:
         self.warm_modules, self.workroot = warm_modules, workroot
         self.workers = [Worker(slot) for slot in range(jobs)]
         self.servers = [launch(self.workers, warm_modules, workroot)]
         self.replacements_left = 4 * jobs + 4
+        self.closing = False
+        self.thread: threading.Thread | None = None
 
     def run(self, tasks: list[Task]) -> Iterator[Result]:
-        """Hand the first tasks to the workers now (they work while the caller does something
-        else); the iterator returned yields one result per task, in completion order."""
+        """Hand the first tasks to the workers now; a thread hands out the rest as results
+        arrive, whatever the caller is doing meanwhile (importing, recording). The iterator
+        returned yields one result per task, in completion order."""
         pending = list(reversed(tasks))
         selector = selectors.DefaultSelector()
         for worker in self.workers:
             selector.register(worker.results, selectors.EVENT_READ, worker)
             self._feed(worker, pending)
-        return self._results(selector, pending)
+        results: queue.SimpleQueue[Result | BaseException | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, args=(selector, pending, results),
+                                       name="grading-pool", daemon=True)
+        self.thread.start()
+        return self._drain(results)
+
+    @staticmethod
+    def _drain(results: queue.SimpleQueue) -> Iterator[Result]:
+        while (item := results.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _serve(self, selector: selectors.BaseSelector, pending: list[Task],
+               results: queue.SimpleQueue) -> None:
+        try:
+            for result in self._results(selector, pending):
+                results.put(result)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            results.put(exc)
+        finally:
+            results.put(None)
 
     @staticmethod
     def _feed(worker: Worker, pending: list[Task]) -> None:
-        """Keep ``QUEUED`` tasks in the worker's pipe, so that it starts the next one while
-        this process is still recording the last one's result."""
+        """Keep ``QUEUED`` tasks in the worker's pipe, so that it starts the next one at once."""
         while pending and len(worker.queued) < QUEUED and not worker.retiring:
             worker.send(pending.pop())
 
     def _results(self, selector: selectors.BaseSelector, pending: list[Task]
                  ) -> Iterator[Result]:
-        while any(w.queued for w in self.workers):
+        while any(w.queued for w in self.workers) and not self.closing:
             for key, _ in selector.select(timeout=1.0):
                 worker: Worker = key.data
                 lines = worker.lines()
@@ -231,6 +259,8 @@ class WorkerPool:
                             yield Result.from_json(json.loads(line))
                     continue
                 selector.unregister(worker.results)
+                if self.closing:
+                    return
                 if worker.queued and not worker.retiring:  # it died grading the first
                     task = worker.queued.popleft()
                     yield Result.failed(task.student_id, task.assignment, 0.0,
@@ -251,13 +281,19 @@ class WorkerPool:
                     self._feed(alive, pending)
             if not self.workers:
                 break
-        while pending:  # only reached if workers kept dying
+        while pending and not self.closing:  # only reached if workers kept dying
             task = pending.pop()
             yield Result.failed(task.student_id, task.assignment, 0.0,
                                 "no grader worker left", grader_error=True)
 
     def close(self) -> None:
-        """Stop the workers and their fork servers (again: nothing to do)."""
+        """Stop the workers, their fork servers and the thread (again: nothing to do)."""
+        self.closing = True
+        for worker in list(self.workers):
+            worker.kill()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+            self.thread = None
         for worker in self.workers:
             worker.close()
         for server in self.servers:
