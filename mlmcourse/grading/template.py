@@ -4,19 +4,27 @@ A wheel carries ``mlmcourse/course_template/``: ``nbgrader_config.py`` and ``REA
 ``__COURSE_ID__`` to fill in) and ``source/<assignment>/<assignment>.ipynb``, the exercises as the
 instructor writes them (copied from ``autograder/source`` when the wheel is built, see
 ``setup.py``). Run from a checkout, the exercises are read from ``autograder/source`` directly.
+
+Each exercise is written rendered with the parameters drawn from the course's seed
+(:mod:`mlmcourse.grading.variants`; the default seed gives the published exercises), without the
+templates, and the drawn values are recorded in ``parameters.json`` (the seed itself never is).
 """
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 from pathlib import Path
 
+import nbformat
+
+from mlmcourse.grading import variants
 from mlmcourse.grading.course import CONFIG_NAME, source_path
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "course_template"
 CHECKOUT_SOURCES = Path(__file__).resolve().parents[2] / "autograder" / "source"
 PLACEHOLDER = "__COURSE_ID__"
+PARAMETERS_NAME = "parameters.json"
 COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -38,14 +46,18 @@ def builtin_assignments() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
-def create_course(folder: Path, course_id: str | None = None) -> list[str]:
-    """Create an nbgrader course folder at ``folder`` holding every built-in exercise; returns
-    the assignments written. Refuses a folder that already holds ``nbgrader_config.py``."""
+def create_course(folder: Path, course_id: str | None = None,
+                  seed: str = variants.DEFAULT_SEED) -> list[str]:
+    """Create an nbgrader course folder at ``folder`` holding every built-in exercise, its numbers
+    and option orders drawn from ``seed``; returns the assignments written. Refuses a folder that
+    already holds ``nbgrader_config.py``."""
     folder = folder.resolve()
     course_id = course_id or folder.name
     if not COURSE_ID.match(course_id):
         raise InitError(f"{course_id!r} is not a usable course id (letters, digits, '_.-'); "
                         "pass --course-id")
+    if not seed.strip():
+        raise InitError("the seed is empty: pass a secret phrase of your own to --seed")
     if (folder / CONFIG_NAME).exists():
         raise InitError(f"{folder} already holds {CONFIG_NAME}: it is a course folder already")
     names = builtin_assignments()
@@ -55,8 +67,13 @@ def create_course(folder: Path, course_id: str | None = None) -> list[str]:
     for name in (CONFIG_NAME, "README.md"):
         text = (TEMPLATE / name).read_text(encoding="utf-8")
         (folder / name).write_text(text.replace(PLACEHOLDER, course_id), encoding="utf-8")
+    drawn = {}
     for name in names:
+        nb = nbformat.read(exercise_sources() / name / f"{name}.ipynb", as_version=4)
+        drawn[name] = variants.draw(variants.parameters(nb), seed, name)
         target = source_path(folder, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(exercise_sources() / name / f"{name}.ipynb", target)
+        nbformat.write(variants.render_notebook(nb, drawn[name]), target)
+    record = {"published": seed == variants.DEFAULT_SEED, "assignments": drawn}
+    (folder / PARAMETERS_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return names

@@ -334,8 +334,8 @@ _EX4 = [
         },
     ),
     *_choices(
-        "answer_loss_06",
-        "test_answer_loss_06",
+        "answer_loss",
+        "test_answer_loss",
         {
             "math.log(0.6)": "dropped-minus-sign",
             "-math.log10(0.6)": "log-base-10",

@@ -5,6 +5,9 @@ locked and checksummed) for the named assignments, or for every assignment in <c
 overwriting any earlier release. The course is --course DIR, else the nearest folder upward
 holding nbgrader_config.py, else ./autograder. Exit codes: 0 released, 1 nbgrader failed, 2 unknown
 assignment or no course.
+
+The released notebooks carry no parameter specs or templates of the exercises' class variants
+(:mod:`mlmcourse.grading.variants`): those hold the hidden tests' text.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
+import nbformat
+
+from mlmcourse.grading import variants
 from mlmcourse.grading.course import (
     CONFIG_NAME,
     assignments,
@@ -33,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def release(assignment: str, course: Path) -> dict:
-    """Run ``nbgrader generate_assignment`` for one assignment; nbgrader's result dict."""
+    """Run ``nbgrader generate_assignment`` for one assignment, then take the variants' templates
+    out of the student notebook; nbgrader's result dict."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -44,7 +51,13 @@ def release(assignment: str, course: Path) -> dict:
     Path(config.Exchange.root).mkdir(parents=True, exist_ok=True)
     api = NbGraderAPI(config=config)
     api.log.setLevel(logging.ERROR)
-    return api.generate_assignment(assignment, force=True)
+    result = api.generate_assignment(assignment, force=True)
+    released = release_path(course, assignment)
+    if result.get("success") and released.is_file():
+        nb = nbformat.read(released, as_version=4)
+        if variants.METADATA_KEY in nb.metadata:
+            nbformat.write(variants.without_templates(nb), released)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
