@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -240,20 +241,29 @@ def test_init_records_the_drawn_values_and_refuses_an_empty_seed(tmp_path: Path)
     assert main(["init", str(tmp_path / "empty"), "--seed", " "]) == 2
 
 
-def _grade_solution(course: Path, assignment: str) -> None:
-    """Grade the course's source solution in the sandbox, as ``mlmcourse grade`` does before any
-    student; raises :class:`pipeline.SolutionFails` unless it gets full marks."""
-    settings = pipeline.Settings(assignment, course / "submitted", course / "grades" / assignment,
-                                 course, jobs=1, timeout=120)
+def _grade_solutions(course: Path) -> None:
+    """Grade every exercise's source solution of the course in the sandbox (one pool), as
+    ``mlmcourse grade`` does before any student; raises :class:`pipeline.SolutionFails` unless
+    each gets full marks."""
+    first, *_ = v.ASSIGNMENTS
+    settings = pipeline.Settings(first, course / "submitted", course / "grades", course,
+                                 jobs=1, timeout=120)
     run = pipeline.prepare(settings)
     try:
+        base = pipeline.solution_task(run)
+        tasks = [replace(base, assignment=a, source=str(source_path(course, a)),
+                         notebook=str(source_path(course, a))) for a in v.ASSIGNMENTS]
         pool = WorkerPool(1, run.source.setup_modules, run.workroot)
         try:
-            pipeline.check_solution(run, pool)
+            graded = {r.assignment: r for r in pool.run(tasks)}
         finally:
             pool.close()
     finally:
         pipeline.finish(run)
+    assert set(graded) == set(v.ASSIGNMENTS)
+    for assignment, result in graded.items():
+        pipeline.check_solution(replace(run, settings=replace(settings, assignment=assignment)),
+                                result)
 
 
 @pytest.mark.slow
@@ -261,8 +271,7 @@ def _grade_solution(course: Path, assignment: str) -> None:
 def test_each_seeds_solution_gets_full_marks(seed: str, tmp_path: Path) -> None:
     course = tmp_path / "course"
     assert main(["init", str(course), "--seed", seed]) == 0
-    for assignment in v.ASSIGNMENTS:
-        _grade_solution(course, assignment)
+    _grade_solutions(course)
 
 
 @pytest.mark.slow
