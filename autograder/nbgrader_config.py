@@ -1,7 +1,8 @@
-"""nbgrader configuration of the mlmcourse exercises: everything stays inside ``autograder/``.
+"""nbgrader configuration of this course folder: everything stays inside it.
 
-Paths are computed from this file's location, so the course works from any working directory
-(``mlmcourse release`` loads this file explicitly; ``nbgrader`` finds it when run from here).
+Paths are computed from this file's location, so the course works from any working directory:
+``mlmcourse`` commands find it as the nearest folder upward holding this file, and ``nbgrader``
+and ``jupyter server`` read it when started from here.
 """
 
 import os
@@ -13,12 +14,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "mlmcourse"
 c.CourseDirectory.root = HERE
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
+# the exchange (JupyterHub fetch/submit) stays inside the course; on a hub, point it at the hub's
 c.Exchange.root = os.path.join(HERE, "exchange")
 c.Exchange.path_includes_course = True
 
-# A released code cell runs and returns None until the student writes the answer: the tests then
-# fail with a readable message instead of NotImplementedError.
+# A released code cell runs and returns None until the student writes the answer.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\n..."}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 c.Execute.timeout = 120
+
+# Late submissions: the due date of an assignment is set with
+#   nbgrader db assignment add ASSIGNMENT --duedate="2026-12-01 17:00:00 UTC"
+# (or in formgrader's "Manage Assignments"); 'zero' gives a late submission no points.
+c.LateSubmissionPlugin.penalty_method = "none"

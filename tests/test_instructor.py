@@ -235,3 +235,13 @@ def test_autograded_notebooks_show_why_a_test_failed(tmp_path: Path) -> None:
                for line in error["traceback"])
     passed = next(c for c in code if c["metadata"]["nbgrader"]["grade_id"] == "test_softmax")
     assert not [o for o in passed["outputs"] if o["output_type"] == "error"]
+
+
+def test_the_repositorys_course_is_configured_as_init_makes_one() -> None:
+    """``autograder/`` is one course folder like any other: its nbgrader_config.py is the one
+    ``mlmcourse init --course-id mlmcourse`` writes (one configuration to maintain)."""
+    from mlmcourse.grading.template import PLACEHOLDER, TEMPLATE
+
+    root = Path(__file__).resolve().parents[1]
+    made = (TEMPLATE / "nbgrader_config.py").read_text().replace(PLACEHOLDER, "mlmcourse")
+    assert (root / "autograder" / "nbgrader_config.py").read_text() == made
