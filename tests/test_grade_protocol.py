@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,32 @@ def test_frame_reader_refuses_an_over_long_frame_from_its_header() -> None:
     frame = protocol.frame(protocol.encode("hi"))
     assert reader.feed(frame[:3]) is None and reader.needed() == 1
     assert protocol.decode(reader.feed(frame[3:])) == "hi"
+
+
+IPYTHON_SYNTAX = ["%time x = 1", "a = %time 1", "b = !ls", "b=!ls -l", "x?", "x??", "obj.method?",
+                  "  %timeit f()", "if 1:\n    !ls\n", ",f a b", ";f a", "/f a", "x? ",
+                  "x = (1 +\n%time 2)", "a = \\\n%time 1", "%%time\nx = 1", "!!ls", "?x"]
+PLAIN_PYTHON = ["print('?')", "y = 3 % 2", "a != b", "x? # c", "  x = 1\n  y = 2", ">>> x = 1",
+                "In [1]: x = 1", "s = '%d' % 3", "d = {'a': 1}  # is it?", "x = 1\n\n\n"]
+
+
+def test_the_sandboxs_quick_transformer_is_ipythons() -> None:
+    """The kernel skips IPython's token transforms where none can apply: every cell of the
+    course's notebooks and every piece of IPython syntax turn into exactly what IPython makes."""
+    import json
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from mlmcourse.grading.sandbox.kernel import MAYBE_IPYTHON_SYNTAX, quick_transformer
+
+    root = Path(__file__).resolve().parents[1]
+    cells = [
+        "".join(c["source"])
+        for path in [*root.glob("notebooks/*.ipynb"), *root.glob("autograder/source/*/*.ipynb")]
+        for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+    ]
+    quick, reference = quick_transformer(), TransformerManager()
+    for source in [*cells, *IPYTHON_SYNTAX, *PLAIN_PYTHON]:
+        assert quick.transform_cell(source) == reference.transform_cell(source), source
+    assert all(MAYBE_IPYTHON_SYNTAX.search(s) for s in IPYTHON_SYNTAX)
+    assert not any(MAYBE_IPYTHON_SYNTAX.search(s) for s in PLAIN_PYTHON[:4])

@@ -16,6 +16,7 @@ decoder of the replies.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -53,6 +54,26 @@ def _apply_forbidden() -> None:
             pass
 
 
+MAYBE_IPYTHON_SYNTAX = re.compile(r"^\s*[%!?,;/]|=\s*[%!]|\?\s*$", re.MULTILINE)
+"""Lines that could hold IPython's own syntax: an escape (``%magic``, ``!shell``, ``?help``,
+autocall) opening a line, ``= %magic`` / ``= !shell``, or ``?`` ending one. Every place where
+IPython's token transforms act matches this (the converse need not hold)."""
+
+
+def quick_transformer() -> Any:
+    """IPython's input transformer, without its token transforms (a full tokenisation of the
+    cell, milliseconds each) for cells where none could apply."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    class QuickTransformer(TransformerManager):
+        def do_token_transforms(self, lines: list[str]) -> list[str]:
+            if MAYBE_IPYTHON_SYNTAX.search("".join(lines)):
+                return super().do_token_transforms(lines)
+            return lines
+
+    return QuickTransformer()
+
+
 def make_shell() -> Any:
     """A fresh IPython ``InteractiveShell`` without history (created before forking, once)."""
     from IPython.core.interactiveshell import InteractiveShell
@@ -61,7 +82,9 @@ def make_shell() -> Any:
     config = Config()
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "nocolor"
-    return InteractiveShell.instance(config=config)
+    shell = InteractiveShell.instance(config=config)
+    shell.input_transformer_manager = quick_transformer()
+    return shell
 
 
 def _describe(exc: BaseException) -> list[Any]:
