@@ -26,7 +26,9 @@ from nbgrader.api import (
     Student,
     SubmittedAssignment,
     SubmittedNotebook,
+    new_uuid,
 )
+from sqlalchemy import bindparam, insert, select, update
 
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.course import put_scripts_on_path
@@ -105,47 +107,74 @@ def student_ids(gb: Gradebook) -> list[str]:
     return [s.id for s in gb.students]
 
 
-def record(gb: Gradebook, assignment: str, notebook: str, result: Result,
+@dataclass(frozen=True)
+class Layout:
+    """The gradebook's ids of one assignment (read once per run): for each notebook, its id and
+    the cells a submission gets a grade for (grade and task cells) and a comment box for
+    (solution and task cells), as nbgrader creates them."""
+
+    assignment_id: str
+    notebooks: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]
+
+
+def layout(gb: Gradebook, assignment: str) -> Layout:
+    """The :class:`Layout` of ``assignment`` (which must be in the gradebook)."""
+    graded = gb.find_assignment(assignment)
+    return Layout(graded.id, {
+        nb.name: (nb.id, tuple(c.id for c in [*nb.grade_cells, *nb.task_cells]),
+                  tuple(c.id for c in [*nb.solution_cells, *nb.task_cells]))
+        for nb in graded.notebooks})
+
+
+def record(gb: Gradebook, ids: Layout, notebook: str, result: Result,
            submitted_at: dt.datetime | None = None) -> None:
     """Write one student's result (one transaction): student, submission (with the time it was
-    handed in, naive UTC, ``None`` when unknown), per-cell auto_score."""
+    handed in, naive UTC, ``None`` when unknown), per-cell auto_score. The rows are nbgrader's
+    own (as ``nbgrader autograde`` writes them), written as a few SQL statements."""
     db = gb.db
     try:
         student_id = result.student_id
-        student = db.get(Student, student_id)
-        if student is None:
-            student = Student(id=student_id)
-            db.add(student)
-        try:
-            submission = gb.find_submission(assignment, student_id)
-        except MissingEntry:
-            with db.no_autoflush:
-                graded = gb.find_assignment(assignment)
-                submission = SubmittedAssignment(assignment=graded, student=student)
-                db.add(submission)
-                for nb in graded.notebooks:
-                    submitted = SubmittedNotebook(notebook=nb, assignment=submission)
-                    db.add(submitted)
-                    for cell in nb.grade_cells:
-                        db.add(Grade(cell_id=cell.id, notebook=submitted))
-                    for cell in nb.solution_cells:
-                        db.add(Comment(cell_id=cell.id, notebook=submitted))
-                    for cell in nb.task_cells:  # as nbgrader: a comment box and a score each
-                        db.add(Comment(cell_id=cell.id, notebook=submitted))
-                        db.add(Grade(cell_id=cell.id, notebook=submitted))
+        if db.execute(select(Student.id).where(Student.id == student_id)).first() is None:
+            db.execute(insert(Student.__table__).values(id=student_id))
+        submission_id = db.execute(select(SubmittedAssignment.id).where(
+            SubmittedAssignment.assignment_id == ids.assignment_id,
+            SubmittedAssignment.student_id == student_id)).scalar()
         # when the student handed it in (never when it was graded: that made everyone late)
-        submission.timestamp = submitted_at
-        db.flush()
+        if submission_id is None:
+            submission_id = new_uuid()
+            db.execute(insert(SubmittedAssignment.__table__).values(
+                id=submission_id, assignment_id=ids.assignment_id, student_id=student_id,
+                timestamp=submitted_at))
+            for notebook_id, graded_cells, commented_cells in ids.notebooks.values():
+                submitted_id = new_uuid()
+                db.execute(insert(SubmittedNotebook.__table__).values(
+                    id=submitted_id, assignment_id=submission_id, notebook_id=notebook_id))
+                for table, cells in ((Grade.__table__, graded_cells),
+                                     (Comment.__table__, commented_cells)):
+                    if cells:  # (no parameters at all would insert one row of defaults)
+                        db.execute(insert(table), [{"id": new_uuid(), "notebook_id": submitted_id,
+                                                    "cell_id": cell} for cell in cells])
+        else:
+            db.execute(update(SubmittedAssignment.__table__)
+                       .where(SubmittedAssignment.id == submission_id)
+                       .values(timestamp=submitted_at))
         failed = result.status == Status.FAILED
-        for submitted in submission.notebooks:
-            if submitted.name != notebook:
-                continue
-            for grade in submitted.grades:
-                cell = result.cells.get(grade.name)
-                grade.auto_score = cell.points if cell else (0.0 if failed else None)
-                # a score the instructor already gave in formgrader stays final on a re-run
-                grade.needs_manual_grade = failed or (
-                    grade.auto_score is None and grade.manual_score is None)
+        updates = []
+        for grade_id, name, manual in db.execute(
+                select(Grade.id, BaseCell.name, Grade.manual_score)
+                .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+                .join(BaseCell, Grade.cell_id == BaseCell.id)
+                .where(SubmittedNotebook.assignment_id == submission_id,
+                       SubmittedNotebook.notebook_id == ids.notebooks[notebook][0])):
+            cell = result.cells.get(name)
+            auto = cell.points if cell else (0.0 if failed else None)
+            # a score the instructor already gave in formgrader stays final on a re-run
+            updates.append({"grade": grade_id, "auto": auto,
+                            "manual": failed or (auto is None and manual is None)})
+        if updates:
+            grades = Grade.__table__
+            db.execute(update(grades).where(grades.c.id == bindparam("grade")).values(
+                auto_score=bindparam("auto"), needs_manual_grade=bindparam("manual")), updates)
         db.commit()
     except Exception:
         db.rollback()

@@ -75,6 +75,7 @@ class Run:
     uid_lock: int | None = None
     warnings: list[str] = field(default_factory=list)
     times: dict[str, dt.datetime | None] = field(default_factory=dict)  # handed in (naive UTC)
+    layout: object = None  # the gradebook's ids of the assignment (gradebook.Layout)
 
     @property
     def notebook(self) -> str:
@@ -218,7 +219,7 @@ def record(run: Run, gb: object, result: Result) -> Result:
         if not result.grader_error:
             run.store.save(result)
         submitted_at = run.times.get(result.student_id)
-        gradebook.record(gb, run.settings.assignment, run.notebook, result, submitted_at)
+        gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
         gradebook.write_autograded(run.settings.course, run.settings.assignment, run.notebook,
                                    result, submitted_at)
         return result
@@ -227,7 +228,7 @@ def record(run: Run, gb: object, result: Result) -> Result:
                                f"the grader could not record this submission "
                                f"({type(exc).__name__}: {str(exc)[:200]})", grader_error=True)
         try:
-            gradebook.record(gb, run.settings.assignment, run.notebook, failed,
+            gradebook.record(gb, run.layout, run.notebook, failed,
                              run.times.get(result.student_id))
         except Exception:  # noqa: BLE001 - the gradebook keeps its earlier state
             pass
@@ -321,6 +322,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 released = release_path(settings.course, settings.assignment)
                 gradebook.ensure_assignment(gb, settings.course, settings.assignment,
                                             released if released.exists() else run.source_path)
+                run.layout = gradebook.layout(gb, settings.assignment)
                 for result in results.values():
                     record(run, gb, result)
                 done = len(results)
