@@ -222,13 +222,20 @@ def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Polic
 
 def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: Policy,
                                                        tmp_path: Path) -> None:
-    broken = replace(policy, cgroups=("/nonexistent/cpu", "/nonexistent/memory",
-                                      "/nonexistent/pids"))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
-        zygote.spawn(broken, str(workdir), sandbox_path_env(), broken.limits,
-                     time.monotonic() + 30)
+    plain = [tmp_path / name for name in ("cpu", "memory", "pids")]  # folders, not cgroups
+    for folder in plain:
+        folder.mkdir()
+    for parents in [("/nonexistent/cpu", "/nonexistent/memory", "/nonexistent/pids"),
+                    tuple(map(str, plain))]:
+        broken = replace(policy, cgroups=parents)
+        with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
+            zygote.spawn(broken, str(workdir), sandbox_path_env(), broken.limits,
+                         time.monotonic() + 30)
+        # nothing was made in their place: no folder, no file that would limit nothing
+        assert not Path("/nonexistent/cpu").exists()
+    assert not [p for folder in plain for p in folder.rglob("*") if p.is_file()]
 
 
 def test_sandbox_uids_are_checked_against_the_host() -> None:

@@ -11,6 +11,7 @@ sandbox runs, and a sandbox's processes are the kernel's first choice when memor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -87,8 +88,13 @@ def clear_run_folders(folders: tuple[str, ...]) -> None:
 
 
 def _write(folder: str, name: str, value: str) -> None:
-    with open(os.path.join(folder, name), "w") as handle:
-        handle.write(value)
+    """Write a control file, which must exist: in a folder that is not a cgroup (the files are
+    missing) this fails rather than creating a plain file that limits nothing."""
+    fd = os.open(os.path.join(folder, name), os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def prepare(folders: tuple[str, ...], limits: Limits) -> int:
@@ -96,7 +102,8 @@ def prepare(folders: tuple[str, ...], limits: Limits) -> int:
     (one process more than the sandbox's, for the zygote), the peak-memory counter reset.
     Returns the OOM-kill count so far (see :func:`memory_figures`)."""
     for folder in folders:
-        os.makedirs(folder, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)  # never its parents: they are the run's cgroups, made at its start
     cpu, memory, pids = folders
     _write(cpu, "cpu.cfs_period_us", str(CFS_PERIOD_US))
     _write(cpu, "cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
