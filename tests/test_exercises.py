@@ -1,8 +1,10 @@
 """The graded exercises: metadata, released answer cells, book tables, and every submission
-variant (solution, untouched release, one per misconception) run through the tests with nbclient.
+variant (solution, untouched release, one per misconception) run through the tests.
 
-The slow tests run each notebook as ``nbgrader autograde`` would: the submission's answers with
-the source's setup and test cells (hidden tests included).
+Every variant is graded by ONE ``mlmcourse grade`` run per assignment (shared by the tests that
+read its grades, feedback and per-student results). The solution, the release and a sample of
+the variants also run with nbclient as ``nbgrader autograde`` would (the submission's answers with
+the source's setup and test cells, hidden tests included), to show that the two engines agree.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import csv
 import html
 import importlib
+import json
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -231,15 +236,26 @@ def _run_all(notebooks: list[nbformat.NotebookNode], cwd: Path) -> list[list[Cel
         km.shutdown_kernel(now=True)
 
 
+def _engine_sample(assignment: str) -> dict[str, v.Variant]:
+    """The variants nbclient runs besides the solution and the release: the first misconception
+    (a failure naming its code) and the first degenerate answer (a plain failure). Every variant
+    goes through ``mlmcourse grade`` in :func:`test_grade_round_trip`."""
+    cases = v.all_cases(assignment)
+    return {
+        student: cases[student]
+        for student in (next(s for s in cases if s.startswith(kind)) for kind in ("mc-", "deg-"))
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
 def test_submissions_fail_exactly_the_intended_tests(assignment: str, course: Path) -> None:
-    """Through nbclient, as ``nbgrader autograde`` runs them: the solution and every correct
-    alternative pass every test, the release none, and each misconception or degenerate answer
-    fails exactly its tests, with its misconception's code (or none)."""
+    """Through nbclient, as ``nbgrader autograde`` runs them: the solution passes every test,
+    the release none, and a misconception and a degenerate answer fail exactly their tests, with
+    the misconception's code (or none), as the grader finds for every variant."""
     solution = v.with_source_tests(v.solution_submission(assignment, course), assignment, course)
     released = v.with_source_tests(v.read(v.release_path(assignment, course)), assignment, course)
-    cases = v.all_cases(assignment)
+    cases = _engine_sample(assignment)
     submissions = [
         v.with_source_tests(v.misconception_submission(assignment, c, course), assignment, course)
         for c in cases.values()
@@ -308,16 +324,59 @@ def _grade(assignment: str, subs: Path, out: Path, course: Path) -> dict[str, di
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
+@dataclass(frozen=True)
+class GradedClass:
+    """One ``mlmcourse grade`` run of an assignment's whole class of programmatic submissions."""
+
+    cases: dict[str, v.Variant]  # every student's case but the solution's and the release's
+    rows: dict[str, dict]  # grades.csv by student
+    out: Path
+
+    def failed_tests(self, student: str) -> dict[str, str | None]:
+        """The test cells the student failed, with the misconception code each named (or None),
+        from the grader's stored result (``OUT/results/<student>.json``)."""
+        result = json.loads((self.out / "results" / f"{student}.json").read_text("utf-8"))
+        return {
+            gid: cell["misconception"]
+            for gid, cell in result["cells"].items()
+            if cell["kind"] == "test" and not cell["passed"]
+        }
+
+
+@pytest.fixture(scope="module")
+def graded(course: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], GradedClass]:
+    """``graded(assignment)``: the class graded once per assignment, shared by the tests. The
+    class: the solution, the release, every case of ``all_cases`` and, for a question that
+    forbids a library function, a correct answer that calls it (student ``shortcut``)."""
+    from cases.variant_cases import SHORTCUTS
+
+    runs: dict[str, GradedClass] = {}
+
+    def grade(assignment: str) -> GradedClass:
+        if assignment not in runs:
+            work = tmp_path_factory.mktemp(assignment)
+            cases = v.write_submissions(assignment, work / "subs", course)
+            if assignment in SHORTCUTS:
+                cases["shortcut"] = SHORTCUTS[assignment]
+                nb = v.misconception_submission(assignment, cases["shortcut"], course)
+                (work / "subs" / "shortcut").mkdir()
+                nbformat.write(nb, work / "subs" / "shortcut" / f"{assignment}.ipynb")
+            rows = _grade(assignment, work / "subs", work / "out", course)
+            runs[assignment] = GradedClass(cases, rows, work / "out")
+        return runs[assignment]
+
+    return grade
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
-def test_grade_round_trip(assignment: str, course: Path, tmp_path: Path) -> None:
+def test_grade_round_trip(assignment: str, graded: Callable[[str], GradedClass]) -> None:
     """release -> ONE `mlmcourse grade` run of the whole set: the solution and every correct
     alternative get full marks on the auto-graded cells, the release zero, and each
-    misconception or degenerate answer loses exactly the points of its tests, with the
-    misconception's feedback sentence."""
-    cases = v.write_submissions(assignment, tmp_path / "subs", course)
-    out = tmp_path / "out"
-    rows = _grade(assignment, tmp_path / "subs", out, course)
+    misconception or degenerate answer loses exactly the points of its tests, each failure
+    naming its misconception's code (or none), with the misconception's feedback sentence."""
+    run = graded(assignment)
+    cases, rows, out = run.cases, run.rows, run.out
     auto = {m["grade_id"]: float(m["points"]) for m in _graded(assignment) if not m["solution"]}
 
     # the course's gradebook also lists the students of other assignments, as not submitted
@@ -337,6 +396,9 @@ def test_grade_round_trip(assignment: str, course: Path, tmp_path: Path) -> None
                 f"{student}: {rows[student]['status']} {rows[student]['reason']} {lost}"
             )
             continue
+        failed = run.failed_tests(student)
+        if failed != case.fails:
+            problems.append(f"{student}: expected {case.fails}, got {failed}")
         for code in case.fails.values():
             if code is not None and CATALOGUE[code] not in feedback:
                 problems.append(f"{student}: feedback lacks {code}")
@@ -346,20 +408,18 @@ def test_grade_round_trip(assignment: str, course: Path, tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ["ex2_masking", "ex3_distribution", "ex4_cross_entropy",
                                         "ex5_masked_loss"])
-def test_forbidden_shortcut_loses_its_points(assignment: str, course: Path,
-                                             tmp_path: Path) -> None:
+def test_forbidden_shortcut_loses_its_points(assignment: str,
+                                             graded: Callable[[str], GradedClass]) -> None:
     """A correct answer that calls the library's reference implementation its question forbids
     fails the question's tests, and the feedback says which question asked for the student's
     own code."""
     from cases.variant_cases import SHORTCUTS
 
     case = SHORTCUTS[assignment]
-    nb = v.misconception_submission(assignment, case, course)
-    (tmp_path / "subs" / "shortcut").mkdir(parents=True)
-    nbformat.write(nb, tmp_path / "subs" / "shortcut" / f"{assignment}.ipynb")
-    rows = _grade(assignment, tmp_path / "subs", tmp_path / "out", course)
+    run = graded(assignment)  # the round trip's class holds the shortcut submission
+    rows = run.rows
     assert all(float(rows["shortcut"][gid] or 0) == 0 for gid in case.fails)
-    feedback = (tmp_path / "out" / "feedback" / "shortcut" / f"{assignment}.html").read_text()
+    feedback = (run.out / "feedback" / "shortcut" / f"{assignment}.html").read_text()
     ((question, _),) = case.cells.items()
     assert "ForbiddenShortcut" in feedback and f"question {question} asks for" in feedback
 

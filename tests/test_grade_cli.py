@@ -100,20 +100,23 @@ def _grades(out: Path) -> str:
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_grades(tmp_path: Path) -> None:
-    names = ["honest_1", "blank_release", "always_equal", "os_exit", "infinite_loop",
-             "str_subclass", "honest_2", "tensor_subclass"]
+    # the smallest class with every status: graded (full marks, and zero for a hostile answer),
+    # needs_manual, failed (kernel exited, timeout); infinite_loop keeps a worker busy for the
+    # whole timeout, so the kill, once two results are stored, lands mid-run; honest answers
+    # take well under a second, so four seconds is ample for them
+    names = ["honest_1", "always_equal", "os_exit", "infinite_loop", "honest_2"]
     runs = {}
     for label in ("uninterrupted", "killed"):
         course = corpus.write_course(tmp_path / label / "course")
         subs, out = tmp_path / label / "subs", tmp_path / label / "out"
         corpus.write_submissions(subs, names, course=course, out=out, submissions=subs)
         command = [sys.executable, "-m", "mlmcourse.grading.cli.grade", "softmax", str(subs),
-                   "--out", str(out), "--course", str(course), "--jobs", "2", "--timeout", "8"]
+                   "--out", str(out), "--course", str(course), "--jobs", "2", "--timeout", "4"]
         if label == "killed":
             grader = subprocess.Popen(command, stderr=subprocess.DEVNULL, start_new_session=True)
             results = out / "results"
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 3:
+            while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 2:
                 time.sleep(0.05)
             os.kill(grader.pid, signal.SIGKILL)
             grader.wait()

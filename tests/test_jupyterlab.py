@@ -181,12 +181,20 @@ class Lesson:
 
 
 @pytest.fixture(scope="module")
-def lessons(browser: object, lab: str) -> Iterator[dict[str, Lesson]]:
-    """Every lesson open in its own page and running all its cells, all at once: the kernels
-    share the machine's cores, and each test waits only for its own lesson."""
+def lessons(
+    browser: object, lab: str, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Lesson]]:
+    """Every lesson a selected test checks open in its own page and running all its cells, all
+    at once: the kernels share the machine's cores, and each test waits only for its own lesson.
+    A lesson no selected test checks is not run (``-k 03_`` runs one lesson, not eight)."""
+    selected = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
     opened = {}
     try:
-        for name in sorted(LESSONS, key=lambda n: n not in SLOWEST):  # the slowest start first
+        for name in sorted(selected, key=lambda n: n not in SLOWEST):  # the slowest start first
             opened[name] = Lesson(browser, lab, name)
             opened[name].start_run_all()
         yield opened

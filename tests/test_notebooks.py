@@ -44,11 +44,29 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
     )
 
 
+def _run_in_jupyterlab(lesson: Path, request: pytest.FixtureRequest) -> bool:
+    """Whether this session runs the lesson in tests/test_jupyterlab.py, which checks the same
+    and more (Run All succeeds, every code cell ran, no error and no stderr output): its test of
+    the lesson is selected, and Chromium and JupyterLab are there to run it."""
+    import importlib.util
+
+    from conftest import CHROMIUM
+
+    test = f"test_jupyterlab.py::test_lesson_runs_and_reads_right_in_jupyterlab[{lesson.name}]"
+    return (
+        CHROMIUM.exists()
+        and all(importlib.util.find_spec(m) for m in ("jupyterlab", "playwright"))
+        and any(item.nodeid.endswith(test) for item in request.session.items)
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
-def test_lesson_notebook_executes_without_error(path: Path) -> None:
+def test_lesson_notebook_executes_without_error(path: Path, request: pytest.FixtureRequest) -> None:
     from nbclient import NotebookClient
 
+    if _run_in_jupyterlab(path, request):  # each lesson's kernel run once per session
+        pytest.skip("tests/test_jupyterlab.py runs this lesson in a kernel and checks its outputs")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
