@@ -4,10 +4,11 @@ A fork server, a fresh interpreter started with the fixed environment of
 :func:`~mlmcourse.grading.sandbox.policy.worker_environment` (so it never held the main
 process's memory or environment), imports torch/NumPy/IPython/mlmcourse once, uses one thread,
 and forks one worker per job slot. Each worker forks its zygote *before* reading any task, then
-grades the tasks it reads from its pipe (JSON lines) and writes results as JSON lines. A worker
-that dies is replaced (by a fork server of its own);
-the submission it was grading is ``failed`` with the reason. Only the main process writes files
-of record and the gradebook.
+grades the tasks it reads from its pipe (JSON lines) and writes results as JSON lines. A thread
+of the main process keeps every worker holding ``QUEUED`` tasks. A worker that dies is replaced
+(by a fork server of its own): the submission it was grading is ``failed`` with the reason, the
+rest of its queue goes to the others. A worker whose zygote is gone retires the same way, failing
+nothing. Only the main process writes files of record and the gradebook.
 """
 
 from __future__ import annotations
