@@ -241,6 +241,22 @@ def test_init_records_the_drawn_values_and_refuses_an_empty_seed(tmp_path: Path)
     assert main(["init", str(tmp_path / "empty"), "--seed", " "]) == 2
 
 
+def test_a_seed_file_gives_the_same_course_as_the_seed(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--seed-file`` (the secret never on a command line) reads the file's first line."""
+    (tmp_path / "class.seed").write_text(f"  {SEEDS[0]}  \nnot part of the seed\n")
+    assert main(["init", str(tmp_path / "a"), "--seed", SEEDS[0]]) == 0
+    assert main(["init", str(tmp_path / "b"), "--seed-file", str(tmp_path / "class.seed")]) == 0
+    for assignment in v.ASSIGNMENTS:
+        assert source_path(tmp_path / "a", assignment).read_text() == \
+            source_path(tmp_path / "b", assignment).read_text()
+    (tmp_path / "empty.seed").write_text("\n")
+    assert main(["init", str(tmp_path / "c"), "--seed-file", str(tmp_path / "empty.seed")]) == 2
+    assert main(["init", str(tmp_path / "d"), "--seed-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the seed file" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
 def _grade_solutions(course: Path) -> None:
     """Grade every exercise's source solution of the course in the sandbox (one pool), as
     ``mlmcourse grade`` does before any student; raises :class:`pipeline.SolutionFails` unless

@@ -57,7 +57,8 @@ def create_course(folder: Path, course_id: str | None = None,
         raise InitError(f"{course_id!r} is not a usable course id (letters, digits, '_.-'); "
                         "pass --course-id")
     if not seed.strip():
-        raise InitError("the seed is empty: pass a secret phrase of your own to --seed")
+        raise InitError("the seed is empty: pass a secret phrase of your own (--seed or "
+                        "--seed-file)")
     if (folder / CONFIG_NAME).exists():
         raise InitError(f"{folder} already holds {CONFIG_NAME}: it is a course folder already")
     names = builtin_assignments()

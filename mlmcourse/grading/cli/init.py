@@ -2,11 +2,14 @@
 gradebook and exchange inside the folder), source/<assignment>/<assignment>.ipynb for every
 exercise of the course, and a short README. Then, from that folder: mlmcourse release.
 
-With --seed SECRET, each exercise's numbers and the order of its multiple-choice options are
-drawn from the secret, so the class's answers differ from the published ones; the same secret
-gives the same course again. The drawn values are written to parameters.json, the seed is not.
+With --seed SECRET (or --seed-file FILE, whose first line is the secret: it then never shows on
+a command line or in the process list), each exercise's numbers and the order of its
+multiple-choice options are drawn from the secret, so the class's answers differ from the
+published ones; the same secret gives the same course again. The drawn values are written to
+parameters.json, the seed is not.
 
-Exit codes: 0 created, 2 the folder is a course already or the course id is unusable.
+Exit codes: 0 created, 2 the folder is a course already, the course id is unusable or the seed
+file cannot be read.
 """
 
 from __future__ import annotations
@@ -24,19 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", type=Path, metavar="DIR", help="the course folder to create")
     parser.add_argument("--course-id", default=None, metavar="ID",
                         help="nbgrader's course id (default: the folder's name)")
-    parser.add_argument("--seed", default=DEFAULT_SEED, metavar="SECRET",
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--seed", default=None, metavar="SECRET",
                         help="a secret phrase to draw this class's numbers and option orders "
                         f"from (default: {DEFAULT_SEED!r}, the published exercises)")
+    secret.add_argument("--seed-file", type=Path, default=None, metavar="FILE",
+                        help="read the secret phrase from the first line of FILE instead")
+
+
+def _seed(args: argparse.Namespace) -> str:
+    if args.seed_file is None:
+        return DEFAULT_SEED if args.seed is None else args.seed
+    try:
+        lines = args.seed_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InitError(f"cannot read the seed file {args.seed_file}: {exc}") from None
+    return lines[0].strip() if lines else ""
 
 
 def run(args: argparse.Namespace) -> int:
     """Create the course; returns the exit code."""
     try:
-        names = create_course(args.folder, args.course_id, args.seed)
+        seed = _seed(args)
+        names = create_course(args.folder, args.course_id, seed)
     except InitError as exc:
         print(f"mlmcourse init: {exc}", file=sys.stderr)
         return 2
-    drawn = ("the published numbers and option orders" if args.seed == DEFAULT_SEED else
+    drawn = ("the published numbers and option orders" if seed == DEFAULT_SEED else
              "numbers and option orders drawn from your seed")
     print(f"created the course {args.folder.resolve()} with {len(names)} assignments: "
           f"{', '.join(names)} ({drawn}, listed in {PARAMETERS_NAME})\n"
