@@ -90,6 +90,12 @@ def test_hostile_class_by_cause(tmp_path: Path) -> None:
                 assert row["status"] == "failed" and re.search(expected, row["reason"]), (name, row)
             else:
                 assert (row["status"], float(row["score"])) == (status, expected), (name, row)
+        kinds = {name: rows[name]["failure"] for name in ("deep_metadata", "huge_reply",
+                                                          "broken_setup")}
+        assert kinds["deep_metadata"] == "submission" and kinds["broken_setup"] == "setup"
+        assert kinds["huge_reply"] in ("reply", "timeout"), kinds
+        report = (out / "report.html").read_text()
+        assert all(f"<strong>{kind}</strong> (1)" in report for kind in ("submission", "setup"))
         assert cell_scores(out, HONEST) == baseline  # the neighbours changed nothing
         after = {"subs": digest(subs), "source": digest(course / "source"),
                  "places": writable_places(tmp_path)}

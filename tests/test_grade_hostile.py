@@ -71,6 +71,14 @@ def test_hostile_submissions_cannot_change_grades_or_files(tmp_path: Path) -> No
         else:
             assert (row["status"], float(row["score"])) == (status, expected), (name, row)
     assert rows["memory_hog"]["reason"].startswith("memory limit 1.5 GB exceeded")
+    # every failure has its kind, the column the report groups by
+    kinds = {name: rows[name]["failure"] for name, (status, _) in corpus.EXPECTED.items()
+             if status == "failed"}
+    assert kinds == {**dict.fromkeys(["delete_test_cell", "changed_metadata", "changed_id",
+                                      "duplicated_cell", "invalid_json", "misnamed"], "submission"),
+                     "os_exit": "exited", "memory_hog": "memory", "infinite_loop": "timeout",
+                     "huge_output": "output"}
+    assert all(not r["failure"] for r in rows.values() if r["status"] != "failed")
     assert float(rows["os_exit"]["score"]) == 2.0  # points earned before the kernel died
 
     assert {"subs": digest(subs), "source": digest(course / "source"),

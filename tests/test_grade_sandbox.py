@@ -149,7 +149,8 @@ def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy:
     with pytest.raises(SandboxGone):
         sandbox.exchange(["run", code], time.monotonic() + 10)
     exit = sandbox.close()
-    assert exit.oom_kills > 0 and "memory limit" in describe_exit(exit, sandbox.limits), exit
+    assert exit.oom_kills > 0 and describe_exit(exit, sandbox.limits)[0] == "memory", exit
+    assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
 
 
 def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Policy,
@@ -203,7 +204,8 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     sandbox = _spawn(zygote, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
         sandbox.exchange(["run", "while True: pass"], time.monotonic() + 30)
-    assert "CPU time limit 1 s" in describe_exit(sandbox.close(2.0), sandbox.limits)
+    kind, reason = describe_exit(sandbox.close(2.0), sandbox.limits)
+    assert kind == "cpu_time" and "CPU time limit 1 s" in reason
 
 
 def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Policy,

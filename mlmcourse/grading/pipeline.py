@@ -226,7 +226,7 @@ def record(run: Run, gb: object, result: Result) -> Result:
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "
-                               f"({type(exc).__name__}: {str(exc)[:200]})", grader_error=True)
+                               f"({type(exc).__name__}: {str(exc)[:200]})")
         try:
             gradebook.record(gb, run.layout, run.notebook, failed,
                              run.times.get(result.student_id))

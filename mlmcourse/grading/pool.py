@@ -90,8 +90,7 @@ def worker_main(slot: int, tasks_fd: int, results_fd: int) -> None:
             result = trusted.grade(task, assignments[key], zygote)
         except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the class
             result = Result.failed(task.student_id, task.assignment, 0.0,
-                                   f"grader error: {type(exc).__name__}: {exc}"[:600],
-                                   grader_error=True)
+                                   f"grader error: {type(exc).__name__}: {exc}"[:600])
         results.write(json.dumps(result.to_json()) + "\n")
     zygote.close()
 
@@ -266,7 +265,7 @@ class WorkerPool:
                     task = worker.queued.popleft()
                     yield Result.failed(task.student_id, task.assignment, 0.0,
                                         "the grader's worker died while grading this "
-                                        "submission", grader_error=True)
+                                        "submission")
                 pending.extend(reversed(worker.queued))  # not started: another worker's
                 worker.close()
                 self.workers.remove(worker)
@@ -285,7 +284,7 @@ class WorkerPool:
         while pending and not self.closing:  # only reached if workers kept dying
             task = pending.pop()
             yield Result.failed(task.student_id, task.assignment, 0.0,
-                                "no grader worker left", grader_error=True)
+                                "no grader worker left")
 
     def close(self) -> None:
         """Stop the workers, their fork servers and the thread (again: nothing to do)."""

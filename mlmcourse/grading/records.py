@@ -14,7 +14,23 @@ class Status(StrEnum):
     GRADED = "graded"
     NEEDS_MANUAL = "needs_manual"  # written answers wait for the instructor
     NOT_SUBMITTED = "not_submitted"
-    FAILED = "failed"  # could not be graded; ``reason`` says why
+    FAILED = "failed"  # could not be graded; ``failure`` says what kind, ``reason`` the detail
+
+
+class Failure(StrEnum):
+    """What kind of problem made a submission ``failed`` (``Result.reason`` has the detail)."""
+
+    SUBMISSION = "submission"  # the notebook cannot be graded as it is (cells, metadata, file)
+    SETUP = "setup"  # a locked setup cell fails in this submission
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    CPU_TIME = "cpu_time"
+    OUTPUT = "output"  # too much output
+    FILE_SIZE = "file_size"
+    REPLY = "reply"  # a value the grader refuses to decode (size, depth, type)
+    EXITED = "exited"  # the kernel exited or crashed
+    SANDBOX = "sandbox"  # the sandbox could not be set up, or its job slot was lost
+    GRADER = "grader"  # the grader's own problem, not the submission's: graded again next run
 
 
 @dataclass
@@ -66,6 +82,7 @@ class Result:
     max_score: float
     status: Status = Status.FAILED
     reason: str = ""
+    failure: Failure | None = None  # set when ``status`` is ``failed``
     score: float = 0.0
     cells: dict[str, CellResult] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
@@ -92,16 +109,20 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
+        data["failure"] = None if self.failure is None else str(self.failure)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
         cells = {k: CellResult(**v) for k, v in data.get("cells", {}).items()}
-        return cls(**{**data, "status": Status(data["status"]), "cells": cells})
+        failure = None if data.get("failure") is None else Failure(data["failure"])
+        return cls(**{**data, "status": Status(data["status"]), "cells": cells,
+                      "failure": failure})
 
     @classmethod
     def failed(cls, student_id: str, assignment: str, max_score: float, reason: str,
-               *, grader_error: bool = False) -> Result:
-        """A submission that could not be graded, with the reason."""
-        return cls(student_id, assignment, max_score, Status.FAILED, reason,
-                   grader_error=grader_error)
+               failure: Failure = Failure.GRADER) -> Result:
+        """A submission that could not be graded: what kind of problem, and the detail. A
+        grader problem is never stored, so the submission is graded again on the next run."""
+        return cls(student_id, assignment, max_score, Status.FAILED, reason, failure,
+                   grader_error=failure == Failure.GRADER)

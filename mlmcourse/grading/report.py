@@ -19,11 +19,12 @@ from pathlib import Path
 from mlmcourse.grading import charts
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.misconceptions import CATALOGUE
-from mlmcourse.grading.records import Result, Status
+from mlmcourse.grading.records import Failure, Result, Status
 
 FIXED_COLUMNS = ["student_id", "status", "reason", "score", "max_score"]
-# after the per-cell columns: when it was handed in and what lateness cost (as nbgrader export)
-LATE_COLUMNS = ["submitted_at", "seconds_late", "late_penalty", "final_score"]
+# after the per-cell columns: when it was handed in and what lateness cost (as nbgrader export),
+# then the kind of problem of a failed submission (records.Failure; its detail is ``reason``)
+LATE_COLUMNS = ["submitted_at", "seconds_late", "late_penalty", "final_score", "failure"]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -34,7 +35,8 @@ def spreadsheet_safe(text: str) -> str:
 
 def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
     """``grades.csv``: fixed columns, one per graded cell (its points; empty if ungraded), then
-    the submission time (UTC), seconds late, the late penalty and the score after it."""
+    the submission time (UTC), seconds late, the late penalty, the score after it and, for a
+    failed submission, the kind of problem."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(FIXED_COLUMNS + grade_ids + LATE_COLUMNS)
@@ -49,7 +51,8 @@ def write_csv(out: Path, grade_ids: list[str], rows: list[Result]) -> Path:
                          f"{row.max_score:g}", *scores, row.submitted_at,
                          f"{row.seconds_late:.0f}" if row.submitted_at else "",
                          f"{row.late_penalty:g}" if submitted else "",
-                         f"{row.final_score():g}" if submitted else ""])
+                         f"{row.final_score():g}" if submitted else "",
+                         str(row.failure) if row.status == Status.FAILED and row.failure else ""])
     return write_atomic(out / "grades.csv", buffer.getvalue())
 
 
@@ -164,8 +167,14 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
     late = [r for r in submitted if r.seconds_late > 0]
     lateness = (f"{len(late)} handed in late, {sum(r.late_penalty > 0 for r in late)} of them "
                 f"with a penalty ({sum(r.late_penalty for r in late):g} points in all)")
-    failed = "".join(f"<li>{e(r.student_id)}: {e(r.reason)}</li>"
-                     for r in rows if r.status == Status.FAILED)
+    by_kind: dict[str, list[Result]] = {}
+    for r in rows:
+        if r.status == Status.FAILED:
+            by_kind.setdefault(str(r.failure or Failure.GRADER), []).append(r)
+    failed = "".join(
+        f"<li><strong>{e(kind.replace('_', ' '))}</strong> ({len(group)}): <ul>"
+        + "".join(f"<li>{e(r.student_id)}: {e(r.reason)}</li>" for r in group) + "</ul></li>"
+        for kind, group in sorted(by_kind.items()))
     explained = "".join(f"<li><code>{e(code)}</code> ({count}): {e(CATALOGUE.get(code, ''))}</li>"
                         for code, count in common)
     page = f"""<!DOCTYPE html>

@@ -34,7 +34,7 @@ from mlmcourse.grading.notebook import (
     referenced_names,
     written_answer_given,
 )
-from mlmcourse.grading.records import CellResult, Result, Status, Task
+from mlmcourse.grading.records import CellResult, Failure, Result, Status, Task
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.policy import Limits
 from mlmcourse.grading.sandbox.zygote import (
@@ -164,6 +164,7 @@ class GradingRun:
     limits: Limits
     timeout: float
     dead_reason: str = ""
+    dead: Failure = Failure.SANDBOX  # the kind of ``dead_reason``, once there is one
     setup_failure: str = ""
     memory_hit: bool = False
     fetched: set[str] = field(default_factory=set)
@@ -186,13 +187,15 @@ class GradingRun:
         exit = self.sandbox.close(grace) if self.sandbox is not None else None
         self.sandbox = None
         if what == "timeout":
-            self.dead_reason = f"timeout after {self.timeout:g} s"
+            self.dead, self.dead_reason = Failure.TIMEOUT, f"timeout after {self.timeout:g} s"
         elif what == "output limit":
+            self.dead = Failure.OUTPUT
             self.dead_reason = f"output limit {self.limits.output_bytes / 2**20:g} MB exceeded"
         elif what == "exited" and exit is not None:
-            self.dead_reason = describe_exit(exit, self.limits)
-        else:
-            self.dead_reason = what
+            kind, self.dead_reason = describe_exit(exit, self.limits)
+            self.dead = Failure(kind)
+        else:  # a reply the grader refuses (its message says why)
+            self.dead, self.dead_reason = Failure.REPLY, what
 
     def value_or_raise(self, reply: Any) -> Any:
         if not isinstance(reply, list) or not reply:
@@ -357,7 +360,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         nb = read_submission(Path(task.notebook).read_bytes())
         steps = plan_submission(source, nb)
     except SubmissionProblem as exc:
-        result.reason = str(exc)
+        result.failure, result.reason = Failure.SUBMISSION, str(exc)
         result.seconds = time.monotonic() - started
         return result
     policy = policy_from_plain(task.policy)
@@ -369,14 +372,15 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         try:
             run.sandbox = zygote.spawn(policy, str(workdir), task.path_env, limits, deadline)
         except SandboxGone as exc:
-            run.dead_reason = str(exc)
+            run.dead, run.dead_reason = Failure.SANDBOX, str(exc)
         if not run.dead_reason:
             _run_steps(run, steps, result)
             _collect_answers(run, result)
         if run.sandbox is not None:
             ended = run.sandbox.close()
             if ended.zygote_lost and not run.dead_reason:
-                run.dead_reason = describe_exit(ended, limits)
+                kind, run.dead_reason = describe_exit(ended, limits)
+                run.dead = Failure(kind)
         _conclude(run, result)
     finally:
         if run.sandbox is not None:
@@ -424,11 +428,12 @@ def _collect_answers(run: GradingRun, result: Result) -> None:
 def _conclude(run: GradingRun, result: Result) -> None:
     result.score = result.total()
     if run.dead_reason:
-        result.status, result.reason = Status.FAILED, run.dead_reason
+        result.status, result.failure, result.reason = Status.FAILED, run.dead, run.dead_reason
     elif run.setup_failure:
-        result.status, result.reason = Status.FAILED, run.setup_failure
+        result.status, result.failure = Status.FAILED, Failure.SETUP
+        result.reason = run.setup_failure
     elif run.memory_hit:
-        result.status = Status.FAILED
+        result.status, result.failure = Status.FAILED, Failure.MEMORY
         result.reason = f"memory limit {run.limits.memory_bytes / 1024**3:g} GB exceeded"
     elif any(c.kind == "written" and c.points is None for c in result.cells.values()):
         result.status, result.reason = Status.NEEDS_MANUAL, "written answers to grade by hand"

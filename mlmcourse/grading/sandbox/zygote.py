@@ -335,31 +335,33 @@ class Sandbox:
         return self.exit
 
 
-def describe_exit(exit: Exit, limits: Limits) -> str:
-    """A human reason for a sandbox's end (limits named)."""
+def describe_exit(exit: Exit, limits: Limits) -> tuple[str, str]:
+    """Why a sandbox ended: a kind (``memory``, ``cpu_time``, ``file_size``, ``sandbox`` or
+    ``exited``) and a human reason naming the limit."""
     if exit.zygote_lost:
-        return (f"the sandbox's job slot was killed, most likely by its memory limit "
-                f"({limits.memory_bytes / 1024**3:g} GB)")
+        return "sandbox", (f"the sandbox's job slot was killed, most likely by its memory limit "
+                           f"({limits.memory_bytes / 1024**3:g} GB)")
     if exit.oom_kills:
-        return f"memory limit {limits.memory_bytes / 1024**3:g} GB exceeded"
+        return "memory", f"memory limit {limits.memory_bytes / 1024**3:g} GB exceeded"
+    cpu = f"CPU time limit {limits.cpu_seconds} s exceeded"
     if exit.cpu_seconds >= limits.cpu_seconds:  # PID 1 ignores SIGXCPU: SIGKILL at the hard limit
-        return f"CPU time limit {limits.cpu_seconds} s exceeded"
+        return "cpu_time", cpu
     status = exit.status
     if os.WIFSIGNALED(status):
-        return "the kernel was killed (SIGKILL)"
+        return "exited", "the kernel was killed (SIGKILL)"
     code = os.WEXITSTATUS(status)
     if code == isolation.EXIT_REFUSED:
-        return "the sandbox could not be set up"
+        return "sandbox", "the sandbox could not be set up"
     if code > 128:
         sig = code - 128
         if sig == signal.SIGXCPU:
-            return f"CPU time limit {limits.cpu_seconds} s exceeded"
+            return "cpu_time", cpu
         if sig == signal.SIGXFSZ:
-            return f"file size limit {limits.file_bytes // 1024**2} MB exceeded"
+            return "file_size", f"file size limit {limits.file_bytes // 1024**2} MB exceeded"
         if sig == signal.SIGKILL:
-            return "the kernel was killed (SIGKILL)"
+            return "exited", "the kernel was killed (SIGKILL)"
         try:
-            return f"the kernel crashed ({signal.Signals(sig).name})"
+            return "exited", f"the kernel crashed ({signal.Signals(sig).name})"
         except ValueError:
-            return f"the kernel crashed (signal {sig})"
-    return f"the kernel exited with code {code}"
+            return "exited", f"the kernel crashed (signal {sig})"
+    return "exited", f"the kernel exited with code {code}"
