@@ -26,9 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
-from test_browser import _softmax
-
-from mlmcourse.widgets.prng import sample_fates
+from test_browser import _expected_fates, _shown_fates, _softmax
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -317,20 +315,7 @@ def drive_lowest_loss_explorer(root: object) -> None:
 
 
 def _fates(root: object) -> tuple[list[int], list[int]]:
-    first_row = root.locator(".mlm-tokens").first.locator("[data-fate]").all()
-    tokens = [c.text_content() for c in first_row]
-    d = root.evaluate("(el) => ({ ...el.dataset })")
-    expected = sample_fates(
-        tokens,
-        float(d["mlm_probability"]),
-        float(d["mask_prob"]),
-        float(d["random_prob"]),
-        int(d["seed"]),
-        int(d["draws"]),
-    )[-1].fates
-    cells = root.locator(".mlm-corrupted [data-fate]").all()
-    shown = [int(c.get_attribute("data-fate")) for c in cells]
-    return shown, [int(f) for f in expected]
+    return _shown_fates(root), _expected_fates(root)
 
 
 def drive_masking_sampler(root: object) -> None:

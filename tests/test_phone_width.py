@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from test_browser import WAIT_FOR_MATH, WIDGETS_RENDERED
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -96,20 +97,6 @@ def phone(
         browser.close()
 
 
-WAIT_FOR_MATH = """async () => {
-  if (!document.querySelector('.math')) return true;
-  for (let i = 0; i < 100 && !(window.MathJax && window.MathJax.startup
-      && window.MathJax.startup.promise); i++) await new Promise((r) => setTimeout(r, 100));
-  await window.MathJax.startup.promise;
-  return true;
-}"""
-WIDGETS_RENDERED = """() => {
-  const views = document.querySelectorAll(
-    'script[type="application/vnd.jupyter.widget-view+json"]').length;
-  const shown = [...document.querySelectorAll('.widget-subarea')]
-    .filter((a) => a.childElementCount > 0).length;
-  return shown >= views;
-}"""
 PAGE_WIDTH = "() => document.scrollingElement.scrollWidth"
 # Every display equation's scroll box: the theme makes `div.math > mjx-container` scroll; a
 # stylesheet may instead make `div.math` itself the box. What it holds, how it scrolls, its cue,

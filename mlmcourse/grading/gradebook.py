@@ -257,14 +257,9 @@ def set_late_penalties(gb: Gradebook, assignment: str, notebook: str,
                        penalties: dict[str, float]) -> None:
     """Store each student's penalty where formgrader and ``nbgrader export`` read it (one
     transaction)."""
-    for submitted in (gb.db.query(SubmittedNotebook)
-                      .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
-                      .join(SubmittedAssignment,
-                            SubmittedNotebook.assignment_id == SubmittedAssignment.id)
-                      .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
-                      .filter(Assignment.name == assignment, Notebook.name == notebook)):
-        if submitted.assignment.student_id in penalties:
-            submitted.late_submission_penalty = penalties[submitted.assignment.student_id] or None
+    for student, submitted in _submitted(gb, assignment, notebook, SubmittedNotebook):
+        if student in penalties:
+            submitted.late_submission_penalty = penalties[student] or None
     gb.db.commit()
 
 

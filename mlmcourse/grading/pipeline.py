@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlmcourse.grading import feedback, report
 from mlmcourse.grading.collect import Submission, UsageError, discover
@@ -34,6 +35,9 @@ from mlmcourse.grading.sandbox.policy import (
 )
 from mlmcourse.grading.sandbox.zygote import policy_to_plain
 from mlmcourse.grading.store import ResultStore
+
+if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
+    from mlmcourse.grading import gradebook
 
 SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
 
@@ -75,7 +79,7 @@ class Run:
     uid_lock: int | None = None
     warnings: list[str] = field(default_factory=list)
     times: dict[str, dt.datetime | None] = field(default_factory=dict)  # handed in (naive UTC)
-    layout: object = None  # the gradebook's ids of the assignment (gradebook.Layout)
+    layout: gradebook.Layout | None = None  # the gradebook's ids of the assignment
 
     @property
     def notebook(self) -> str:
