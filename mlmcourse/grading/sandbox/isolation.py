@@ -1,11 +1,12 @@
 """Applying a :class:`~mlmcourse.grading.sandbox.policy.Policy` to a freshly forked child.
 
-Two processes make one sandbox. The *holder* (forked by the zygote inside its job slot's
-cgroups) enters new PID, mount, network, IPC and UTS namespaces and forks the *kernel*, the
-first process (PID 1) of the new PID namespace, then only waits for it: when the kernel ends,
-the kernel kills every process left in its namespace, and when the holder is killed (timeout),
-the kernel is killed with it. The kernel builds its root file system from the policy's
-allowlist, drops to the sandbox uid, sets its limits and only then runs student code.
+The zygote forks each sandbox's *kernel* straight into a new PID namespace
+(:func:`new_pid_namespace` before the fork, :func:`restore_pid_namespace` after it), so the
+kernel is the first process (PID 1) of a namespace of its own: when it ends, every process
+left in the namespace is killed, and killing it (timeout) kills them all. The kernel then
+enters new mount, network, IPC and UTS namespaces (:func:`enter_namespaces`), builds its root
+file system from the policy's allowlist, drops to the sandbox uid, sets its limits
+(:func:`confine`) and only then runs student code.
 
 Every step either succeeds or raises :class:`Refused`: nothing runs with less isolation than
 the policy says.
@@ -44,30 +45,29 @@ def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
     return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
 
 
-def hold(policy: Policy, refusal: str = "") -> int:
-    """In the holder (already in its slot's cgroups, unless the zygote reports why not in
-    ``refusal``): namespaces, then fork the kernel; returns 0 in the kernel and the kernel's
-    pid in the holder."""
+def new_pid_namespace() -> None:
+    """In the zygote: the next process it forks is PID 1 of a new PID namespace."""
+    _step("PID namespace", linux.unshare, linux.CLONE_NEWPID)
+
+
+def restore_pid_namespace(own: int) -> None:
+    """In the zygote, after the fork: its later children are born in its own namespace again
+    (``own`` is a descriptor of ``/proc/self/ns/pid`` opened at its start), so that the next
+    :func:`new_pid_namespace` is allowed."""
+    _step("PID namespace", linux.setns, own, linux.CLONE_NEWPID)
+
+
+def enter_namespaces(refusal: str = "") -> None:
+    """In the kernel (PID 1 of its namespace, already in its slot's cgroups unless the zygote
+    reports why not in ``refusal``): its own session, mount, network, IPC and UTS namespaces."""
     if refusal:
         raise Refused(refusal)
     os.setsid()
     # the sandbox's processes, not the zygote beside them, are the ones killed when the slot's
     # memory runs out (a student cannot lower this below the zygote's 0)
     _step("OOM score", _write_text, "/proc/self/oom_score_adj", "1000")
-    _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWNET
+    _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWNET
           | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
-    return os.fork()
-
-
-def wait_for_kernel(kernel: int) -> None:
-    """In the holder: wait for the kernel and exit with its status (128 + signal if killed).
-
-    The holder shares the kernel's mount namespace, so the kernel's ``pivot_root`` moves it
-    into the sandbox's root too, whose ``/proc`` does not show it: nothing here may need /proc.
-    """
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    _, status = os.waitpid(kernel, 0)
-    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
 def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
@@ -209,7 +209,7 @@ def _write_text(path: str, text: str) -> None:
 
 def kill_cgroup(folders: tuple[str, ...], keep: int, seconds: float = 5.0) -> None:
     """Kill every process still in a slot's cgroups but ``keep`` (the zygote does this after
-    the holder has ended; the end of the PID namespace has normally ended them all)."""
+    the kernel has ended; the end of its PID namespace has normally ended them all)."""
     deadline = time.monotonic() + seconds
     procs = os.path.join(folders[-1], "cgroup.procs")
     while time.monotonic() < deadline:

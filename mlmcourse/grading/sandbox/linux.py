@@ -15,8 +15,11 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+MADV_COLLAPSE = 25
+HUGE_PAGE = 1 << 21
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def _check(result: int, what: str) -> None:
@@ -43,6 +46,10 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(155 if os.uname().machine == "x86_64" else 41, _c(new_root),
                          _c(put_old)), "pivot_root")
@@ -55,6 +62,10 @@ def sethostname(name: str) -> None:
 
 def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
+
+
+def madvise(start: int, length: int, advice: int) -> None:
+    _check(_libc.madvise(start, length, advice), f"madvise {advice}")
 
 
 def bind_readonly(source: str, target: str) -> None:
