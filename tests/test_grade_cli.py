@@ -11,11 +11,13 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from mlmcourse.grading.cli import grade as grade_cli
 from mlmcourse.grading.collect import UsageError, discover
+from mlmcourse.grading.records import CellResult, Result, Status
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
@@ -291,3 +293,62 @@ def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) 
     assert results["a_sleeper"].status == "failed"
     assert "job slot was killed" in results["a_sleeper"].reason
     assert [results[s].status for s in ("honest_1", "honest_2")] == ["graded", "needs_manual"]
+
+
+def _result(student: str, points: float = 1.0) -> Result:
+    return Result(student, "softmax", 1.0, status=Status.GRADED, score=points,
+                  cells={"test_softmax": CellResult("test", 1.0, points, points > 0)})
+
+
+@pytest.mark.parametrize("solution_at", [0, 2, 4])
+def test_every_result_reaches_the_recorder_wherever_the_solution_arrives(
+        solution_at: int) -> None:
+    """Results reach :func:`pipeline.record` in batches of those that have arrived; none is
+    lost whether the source solution's result comes first, in between or last."""
+    import queue
+
+    from mlmcourse.grading import pipeline
+    from mlmcourse.grading.pool import ResultStream
+
+    students = [_result(f"s{i}") for i in range(4)]
+    arrivals = [*students[:solution_at], _result(pipeline.SOLUTION_ID), *students[solution_at:]]
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    for result in [*arrivals, None]:
+        results.put(result)
+    run = SimpleNamespace(source=SimpleNamespace(max_score=1.0),
+                          settings=SimpleNamespace(assignment="softmax"))
+    batches = list(pipeline.execute(run, ResultStream(results)))
+    assert [r.student_id for batch in batches for r in batch] == [s.student_id for s in students]
+    assert all(batches) and pipeline.SOLUTION_ID not in {r.student_id for b in batches for r in b}
+
+
+def test_a_batch_that_cannot_be_stored_whole_is_stored_student_by_student(
+        tmp_path: Path) -> None:
+    """One result the trusted side cannot store (here, text that is not valid Unicode) fails
+    only its own student: the others of its batch are in the gradebook and the result store."""
+    from nbgrader.api import Gradebook
+
+    from mlmcourse.grading import gradebook, pipeline
+
+    course = corpus.write_course(tmp_path / "course")
+    settings = pipeline.Settings("softmax", tmp_path / "subs", tmp_path / "out", course, 1,
+                                 60.0, sandbox=False)
+    (tmp_path / "subs").mkdir()
+    run = pipeline.prepare(settings)
+    try:
+        gb = gradebook.open_gradebook(course)
+        gradebook.ensure_assignment(gb, course, "softmax", run.source_path)
+        run.layout = gradebook.layout(gb, "softmax")
+        broken = _result("bea")
+        broken.cells["test_softmax"].message = "\ud800"  # a lone surrogate
+        recorded = pipeline.record(run, gb, [_result("ana"), broken, _result("cem", 0.0)])
+        gb.close()
+    finally:
+        pipeline.finish(run)
+    assert [(r.student_id, r.status) for r in recorded] == [
+        ("ana", Status.GRADED), ("bea", Status.FAILED), ("cem", Status.GRADED)]
+    assert "could not record" in recorded[1].reason
+    assert sorted(p.stem for p in (tmp_path / "out" / "results").glob("*.json")) == ["ana", "cem"]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as book:
+        scores = {s.student.id: s.score for s in book.assignment_submissions("softmax")}
+    assert scores == {"ana": 1.0, "bea": 0.0, "cem": 0.0}

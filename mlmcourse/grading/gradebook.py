@@ -128,57 +128,63 @@ def layout(gb: Gradebook, assignment: str) -> Layout:
 
 def record(gb: Gradebook, ids: Layout, notebook: str, result: Result,
            submitted_at: dt.datetime | None = None) -> None:
-    """Write one student's result (one transaction): student, submission (with the time it was
-    handed in, naive UTC, ``None`` when unknown), per-cell auto_score. The rows are nbgrader's
-    own (as ``nbgrader autograde`` writes them), written as a few SQL statements."""
+    """Write one student's result in the current transaction (see :func:`commit`): student,
+    submission (with the time it was handed in, naive UTC, ``None`` when unknown), per-cell
+    auto_score. The rows are nbgrader's own (as ``nbgrader autograde`` writes them), written as a
+    few SQL statements."""
     db = gb.db
-    try:
-        student_id = result.student_id
-        if db.execute(select(Student.id).where(Student.id == student_id)).first() is None:
-            db.execute(insert(Student.__table__).values(id=student_id))
-        submission_id = db.execute(select(SubmittedAssignment.id).where(
-            SubmittedAssignment.assignment_id == ids.assignment_id,
-            SubmittedAssignment.student_id == student_id)).scalar()
-        # when the student handed it in (never when it was graded: that made everyone late)
-        if submission_id is None:
-            submission_id = new_uuid()
-            db.execute(insert(SubmittedAssignment.__table__).values(
-                id=submission_id, assignment_id=ids.assignment_id, student_id=student_id,
-                timestamp=submitted_at))
-            for notebook_id, graded_cells, commented_cells in ids.notebooks.values():
-                submitted_id = new_uuid()
-                db.execute(insert(SubmittedNotebook.__table__).values(
-                    id=submitted_id, assignment_id=submission_id, notebook_id=notebook_id))
-                for table, cells in ((Grade.__table__, graded_cells),
-                                     (Comment.__table__, commented_cells)):
-                    if cells:  # (no parameters at all would insert one row of defaults)
-                        db.execute(insert(table), [{"id": new_uuid(), "notebook_id": submitted_id,
-                                                    "cell_id": cell} for cell in cells])
-        else:
-            db.execute(update(SubmittedAssignment.__table__)
-                       .where(SubmittedAssignment.id == submission_id)
-                       .values(timestamp=submitted_at))
-        failed = result.status == Status.FAILED
-        updates = []
-        for grade_id, name, manual in db.execute(
-                select(Grade.id, BaseCell.name, Grade.manual_score)
-                .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
-                .join(BaseCell, Grade.cell_id == BaseCell.id)
-                .where(SubmittedNotebook.assignment_id == submission_id,
-                       SubmittedNotebook.notebook_id == ids.notebooks[notebook][0])):
-            cell = result.cells.get(name)
-            auto = cell.points if cell else (0.0 if failed else None)
-            # a score the instructor already gave in formgrader stays final on a re-run
-            updates.append({"grade": grade_id, "auto": auto,
-                            "manual": failed or (auto is None and manual is None)})
-        if updates:
-            grades = Grade.__table__
-            db.execute(update(grades).where(grades.c.id == bindparam("grade")).values(
-                auto_score=bindparam("auto"), needs_manual_grade=bindparam("manual")), updates)
-        db.commit()
-    except Exception:
-        db.rollback()
-        raise
+    student_id = result.student_id
+    if db.execute(select(Student.id).where(Student.id == student_id)).first() is None:
+        db.execute(insert(Student.__table__).values(id=student_id))
+    submission_id = db.execute(select(SubmittedAssignment.id).where(
+        SubmittedAssignment.assignment_id == ids.assignment_id,
+        SubmittedAssignment.student_id == student_id)).scalar()
+    # when the student handed it in (never when it was graded: that made everyone late)
+    if submission_id is None:
+        submission_id = new_uuid()
+        db.execute(insert(SubmittedAssignment.__table__).values(
+            id=submission_id, assignment_id=ids.assignment_id, student_id=student_id,
+            timestamp=submitted_at))
+        for notebook_id, graded_cells, commented_cells in ids.notebooks.values():
+            submitted_id = new_uuid()
+            db.execute(insert(SubmittedNotebook.__table__).values(
+                id=submitted_id, assignment_id=submission_id, notebook_id=notebook_id))
+            for table, cells in ((Grade.__table__, graded_cells),
+                                 (Comment.__table__, commented_cells)):
+                if cells:  # (no parameters at all would insert one row of defaults)
+                    db.execute(insert(table), [{"id": new_uuid(), "notebook_id": submitted_id,
+                                                "cell_id": cell} for cell in cells])
+    else:
+        db.execute(update(SubmittedAssignment.__table__)
+                   .where(SubmittedAssignment.id == submission_id)
+                   .values(timestamp=submitted_at))
+    failed = result.status == Status.FAILED
+    updates = []
+    for grade_id, name, manual in db.execute(
+            select(Grade.id, BaseCell.name, Grade.manual_score)
+            .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+            .join(BaseCell, Grade.cell_id == BaseCell.id)
+            .where(SubmittedNotebook.assignment_id == submission_id,
+                   SubmittedNotebook.notebook_id == ids.notebooks[notebook][0])):
+        cell = result.cells.get(name)
+        auto = cell.points if cell else (0.0 if failed else None)
+        # a score the instructor already gave in formgrader stays final on a re-run
+        updates.append({"grade": grade_id, "auto": auto,
+                        "manual": failed or (auto is None and manual is None)})
+    if updates:
+        grades = Grade.__table__
+        db.execute(update(grades).where(grades.c.id == bindparam("grade")).values(
+            auto_score=bindparam("auto"), needs_manual_grade=bindparam("manual")), updates)
+
+
+def commit(gb: Gradebook) -> None:
+    """Make what :func:`record` wrote since the last commit durable (SQLite syncs the disk)."""
+    gb.db.commit()
+
+
+def rollback(gb: Gradebook) -> None:
+    """Drop what :func:`record` wrote since the last commit."""
+    gb.db.rollback()
 
 
 @dataclass

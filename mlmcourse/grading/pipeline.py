@@ -23,7 +23,7 @@ from mlmcourse.grading import feedback, report
 from mlmcourse.grading.collect import Submission, UsageError, discover
 from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_source
-from mlmcourse.grading.pool import WorkerPool
+from mlmcourse.grading.pool import ResultStream, WorkerPool
 from mlmcourse.grading.records import Result, Status, Task
 from mlmcourse.grading.sandbox import cgroups, uids
 from mlmcourse.grading.sandbox.policy import (
@@ -199,44 +199,62 @@ def check_solution(run: Run, result: Result) -> None:
             f"{detail}")
 
 
-def execute(run: Run, stream: Iterator[Result]) -> Iterator[Result]:
-    """The students' results in completion order, once the source solution's result (graded
-    first, in the same sandbox) has passed :func:`check_solution`."""
+BATCH = 64
+"""Most results stored in one gradebook transaction (see :func:`record`)."""
+
+
+def execute(run: Run, stream: ResultStream) -> Iterator[list[Result]]:
+    """The students' results in completion order, in batches of those that are ready, once the
+    source solution's result (graded first, in the same sandbox) has passed
+    :func:`check_solution`."""
     early = []
     for result in stream:
         if result.student_id == SOLUTION_ID:
             check_solution(run, result)
             break
         early.append(result)
-    for result in itertools.chain(early, stream):
-        if not result.max_score:
-            result.max_score = run.source.max_score
-        yield result
+    batch = early or stream.take(BATCH)
+    while batch:
+        for result in batch:
+            if not result.max_score:
+                result.max_score = run.source.max_score
+        yield batch
+        batch = stream.take(BATCH)
 
 
-def record(run: Run, gb: object, result: Result) -> Result:
-    """Store one result, write it to the gradebook and the autograded folder; contained: a
-    failure makes this student ``failed`` (written as such where possible), never the run's."""
+def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
+    """Store results, write them to the autograded folder and the gradebook, in one
+    transaction: whoever arrived while the previous batch was being stored (one commit, with
+    its disk syncs, per batch rather than per student). Contained: if anything fails, each
+    result is recorded again on its own, and the one that fails is ``failed`` (written as such
+    where possible), never the run or anyone else."""
     from mlmcourse.grading import gradebook
 
     try:
-        if not result.grader_error:
-            run.store.save(result)
-        submitted_at = run.times.get(result.student_id)
-        gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
-        gradebook.write_autograded(run.settings.course, run.settings.assignment, run.notebook,
-                                   result, submitted_at)
-        return result
+        for result in batch:
+            submitted_at = run.times.get(result.student_id)
+            if not result.grader_error:
+                run.store.save(result)
+            gradebook.write_autograded(run.settings.course, run.settings.assignment,
+                                       run.notebook, result, submitted_at)
+            gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
+        gradebook.commit(gb)
+        return batch
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
+        gradebook.rollback(gb)
+        if len(batch) > 1:
+            return [alone for result in batch for alone in record(run, gb, [result])]
+        result = batch[0]
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "
                                f"({type(exc).__name__}: {str(exc)[:200]})")
         try:
             gradebook.record(gb, run.layout, run.notebook, failed,
                              run.times.get(result.student_id))
+            gradebook.commit(gb)
         except Exception:  # noqa: BLE001 - the gradebook keeps its earlier state
-            pass
-        return failed
+            gradebook.rollback(gb)
+        return [failed]
 
 
 def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
@@ -315,26 +333,27 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
         pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.setup_modules,
                           run.workroot) if tasks else None
         try:
-            stream = pool.run([solution_task(run), *tasks]) if pool else iter(())
+            stream = pool.run([solution_task(run), *tasks]) if pool else None
             from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the pool
 
             gradebook.backup(settings.course)
             gb = gradebook.open_gradebook(settings.course)
             try:
-                graded = execute(run, stream)
+                graded = execute(run, stream) if stream else iter(())
                 first = next(graded, None)  # the solution is checked before anyone is recorded
                 released = release_path(settings.course, settings.assignment)
                 gradebook.ensure_assignment(gb, settings.course, settings.assignment,
                                             released if released.exists() else run.source_path)
                 run.layout = gradebook.layout(gb, settings.assignment)
-                for result in results.values():
-                    record(run, gb, result)
+                if results:
+                    record(run, gb, list(results.values()))
                 done = len(results)
                 if progress:
                     progress(done, len(submissions))
-                for result in itertools.chain([first] if first else [], graded):
-                    results[result.student_id] = record(run, gb, result)
-                    done += 1
+                for batch in itertools.chain([first] if first else [], graded):
+                    for result in record(run, gb, batch):
+                        results[result.student_id] = result
+                    done += len(batch)
                     if progress:
                         progress(done, len(submissions))
                 if pool is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import itertools
 import json
 import os
 import queue
@@ -191,6 +192,36 @@ def launch(workers: list[Worker], warm_modules: list[str], workroot: Path) -> su
     return server
 
 
+class ResultStream(Iterator[Result]):
+    """The results of :meth:`WorkerPool.run` in completion order: iterate over them one by one,
+    or :meth:`take` all those that have arrived (so that their caller can store them
+    together)."""
+
+    def __init__(self, results: queue.SimpleQueue) -> None:
+        self.results = results
+        self.ended = False
+
+    def __next__(self) -> Result:
+        if self.ended:
+            raise StopIteration
+        item = self.results.get()
+        if item is None:
+            self.ended = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.ended = True
+            raise item
+        return item
+
+    def take(self, most: int) -> list[Result]:
+        """The next result (waiting for it) and up to ``most - 1`` more that have already
+        arrived; an empty list once every result was taken."""
+        taken = list(itertools.islice(self, 1))
+        while taken and len(taken) < most and not self.results.empty():
+            taken.extend(itertools.islice(self, 1))
+        return taken
+
+
 class WorkerPool:
     """N worker processes, kept busy by a thread of their own: each holds ``QUEUED`` tasks, and
     one that dies is replaced."""
@@ -203,9 +234,9 @@ class WorkerPool:
         self.closing = False
         self.thread: threading.Thread | None = None
 
-    def run(self, tasks: list[Task]) -> Iterator[Result]:
+    def run(self, tasks: list[Task]) -> ResultStream:
         """Hand the first tasks to the workers now; a thread hands out the rest as results
-        arrive, whatever the caller is doing meanwhile (importing, recording). The iterator
+        arrive, whatever the caller is doing meanwhile (importing, recording). The stream
         returned yields one result per task, in completion order."""
         pending = list(reversed(tasks))
         selector = selectors.DefaultSelector()
@@ -216,14 +247,7 @@ class WorkerPool:
         self.thread = threading.Thread(target=self._serve, args=(selector, pending, results),
                                        name="grading-pool", daemon=True)
         self.thread.start()
-        return self._drain(results)
-
-    @staticmethod
-    def _drain(results: queue.SimpleQueue) -> Iterator[Result]:
-        while (item := results.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        return ResultStream(results)
 
     def _serve(self, selector: selectors.BaseSelector, pending: list[Task],
                results: queue.SimpleQueue) -> None:

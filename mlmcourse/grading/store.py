@@ -41,6 +41,6 @@ class ResultStore:
         return None
 
     def save(self, result: Result) -> None:
-        """Write atomically (temporary file, fsync, rename)."""
+        """Write atomically (temporary file, then rename)."""
         data = {**result.to_json(), "format": RESULT_FORMAT}
         write_atomic(self.path(result.student_id), json.dumps(data, ensure_ascii=False))
