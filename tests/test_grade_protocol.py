@@ -164,3 +164,32 @@ def test_the_sandboxs_quick_transformer_is_ipythons() -> None:
         assert quick.transform_cell(source) == reference.transform_cell(source), source
     assert all(MAYBE_IPYTHON_SYNTAX.search(s) for s in IPYTHON_SYNTAX)
     assert not any(MAYBE_IPYTHON_SYNTAX.search(s) for s in PLAIN_PYTHON[:4])
+
+
+ASYNC_CELLS = ["import asyncio\nawait asyncio.sleep(0)", "async with lock:\n    pass",
+               "async for x in gen():\n    print(x)", "x = [await f() for f in fs]"]
+
+
+def test_the_sandboxs_async_check_is_ipythons() -> None:
+    """The kernel skips IPython's top-level-await compile where the words it looks for are
+    missing: for every cell of the course and every kind of top-level await, the answer is
+    IPython's."""
+    import json
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mlmcourse.grading.sandbox.kernel import quick_async_check
+
+    shell = InteractiveShell.instance()
+    quick = quick_async_check(shell.should_run_async)
+    root = Path(__file__).resolve().parents[1]
+    cells = [
+        "".join(c["source"])
+        for path in [*root.glob("notebooks/*.ipynb"), *root.glob("autograder/source/*/*.ipynb")]
+        for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+    ]
+    for source in [*cells, *PLAIN_PYTHON, *ASYNC_CELLS, "def f():\n    return 'await'"]:
+        cell = shell.transform_cell(source)
+        assert quick(source, transformed_cell=cell) == shell.should_run_async(
+            source, transformed_cell=cell), source
+    assert all(shell.should_run_async(s, transformed_cell=s) for s in ASYNC_CELLS)

@@ -239,6 +239,8 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
                                        run.notebook, result, submitted_at)
             gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
         gradebook.commit(gb)
+        for result in batch:
+            result.autograded = None  # written: the report needs only the scores
         return batch
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
         gradebook.rollback(gb)

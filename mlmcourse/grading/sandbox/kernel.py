@@ -74,6 +74,25 @@ def quick_transformer() -> Any:
     return QuickTransformer()
 
 
+MAYBE_ASYNC = re.compile(r"\b(?:await|async)\b")
+"""Top-level ``await``, ``async for`` and ``async with``, the only code IPython runs as a
+coroutine, all hold one of these words."""
+
+
+def quick_async_check(should_run_async: Any) -> Any:
+    """IPython's check for top-level ``await`` (a second compile of every cell), skipped for a
+    cell without the words it looks for."""
+
+    def check(raw_cell: str, *, transformed_cell: str | None = None,
+              preprocessing_exc_tuple: Any = None) -> bool:
+        if transformed_cell is not None and not MAYBE_ASYNC.search(transformed_cell):
+            return False
+        return should_run_async(raw_cell, transformed_cell=transformed_cell,
+                                preprocessing_exc_tuple=preprocessing_exc_tuple)
+
+    return check
+
+
 def make_shell() -> Any:
     """A fresh IPython ``InteractiveShell`` without history (created before forking, once)."""
     from IPython.core.interactiveshell import InteractiveShell
@@ -84,6 +103,7 @@ def make_shell() -> Any:
     config.InteractiveShell.colors = "nocolor"
     shell = InteractiveShell.instance(config=config)
     shell.input_transformer_manager = quick_transformer()
+    shell.should_run_async = quick_async_check(shell.should_run_async)
     return shell
 
 
