@@ -211,7 +211,7 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path: Path) -> N
     run = pipeline.prepare(settings)
     try:
         _, tasks = pipeline.plan(run, pipeline.collect(run))
-        pool = WorkerPool(1, run.source.setup_modules, run.workroot)
+        pool = WorkerPool(1, run.source.warm_modules, run.workroot)
         try:
             stream = pool.run(tasks)
             (worker,) = pool.workers
@@ -266,7 +266,7 @@ def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) 
     try:
         _, tasks = pipeline.plan(run, pipeline.collect(run))
         assert tasks[0].student_id == "a_sleeper"
-        pool = WorkerPool(1, run.source.setup_modules, run.workroot)
+        pool = WorkerPool(1, run.source.warm_modules, run.workroot)
         try:
             stream = pool.run(tasks)
             (worker,) = pool.workers

@@ -332,7 +332,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
         results, tasks = plan(run, submissions)
         # the workers warm up (import torch, fork their zygotes) and grade the source solution,
         # then the first students, while nbgrader is imported here
-        pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.setup_modules,
+        pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.warm_modules,
                           run.workroot) if tasks else None
         try:
             stream = pool.run([solution_task(run), *tasks]) if pool else None

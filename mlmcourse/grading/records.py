@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -107,9 +107,12 @@ class Result:
         return sum(c.points or 0.0 for c in self.cells.values())
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The JSON form; its nested values (answers, the autograded notebook) are the
+        result's own, not copies: serialise it, do not change it."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = str(self.status)
         data["failure"] = None if self.failure is None else str(self.failure)
+        data["cells"] = {grade_id: asdict(cell) for grade_id, cell in self.cells.items()}
         return data
 
     @classmethod

@@ -93,7 +93,7 @@ def _zygote_main(sock: socket.socket) -> None:
     own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY)
     isolation.close_other_fds({0, 1, 2, sock.fileno(), own_pid_namespace})
     shell = make_shell()
-    _settle_image()
+    settle_image()
     joined: tuple[str, ...] = ()
     intact = True
     while intact:
@@ -140,7 +140,7 @@ def _zygote_main(sock: socket.socket) -> None:
         _reap_orphans()
 
 
-def _settle_image() -> None:
+def settle_image() -> None:
     """Make the warm image cheap to fork, once, before the first sandbox.
 
     Its objects move to the collector's permanent generation (``gc.freeze``), so a sandbox's
