@@ -100,7 +100,7 @@ class SourceNotebook:
         """What workers import before forking their zygote: the setup cells' modules and those
         holding the functions test cells forbid (so no sandbox spends time importing them)."""
         forbidden = {name.rpartition(".")[0] for c in self.cells for name in c.forbidden}
-        return sorted(set(self.setup_modules) | forbidden - {""})
+        return sorted(set(self.setup_modules) | (forbidden - {""}))
 
     def by_id(self) -> dict[str, Cell]:
         return {c.grade_id: c for c in self.cells if c.grade_id is not None}

@@ -347,12 +347,11 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 gradebook.ensure_assignment(gb, settings.course, settings.assignment,
                                             released if released.exists() else run.source_path)
                 run.layout = gradebook.layout(gb, settings.assignment)
-                if results:
-                    record(run, gb, list(results.values()))
-                done = len(results)
+                done = 0
                 if progress:
                     progress(done, len(submissions))
-                for batch in itertools.chain([first] if first else [], graded):
+                reused = [list(results.values())] if results else []
+                for batch in itertools.chain(reused, [first] if first else [], graded):
                     for result in record(run, gb, batch):
                         results[result.student_id] = result
                     done += len(batch)

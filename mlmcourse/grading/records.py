@@ -91,12 +91,17 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     autograded: dict[str, Any] | None = None
-    grader_error: bool = False  # not the submission's fault: never stored, graded again next run
     # set on every run from the submission and the gradebook (see pipeline.publish):
     submitted_at: str = ""  # ISO time in UTC, from timestamp.txt or the zip entry; "" unknown
     seconds_late: float = 0.0  # after the due date (with the student's extension)
     late_penalty: float = 0.0  # nbgrader's late-submission plugin's penalty, in points
     comments: dict[str, str] = field(default_factory=dict)  # instructor's, on ungraded cells
+
+    @property
+    def grader_error(self) -> bool:
+        """Failed for the grader's own problem, not the submission's: never stored, so the
+        submission is graded again on the next run."""
+        return self.failure == Failure.GRADER
 
     def final_score(self) -> float:
         """The score after the late penalty (never below 0), as ``nbgrader export`` computes it."""
@@ -127,5 +132,4 @@ class Result:
                failure: Failure = Failure.GRADER) -> Result:
         """A submission that could not be graded: what kind of problem, and the detail. A
         grader problem is never stored, so the submission is graded again on the next run."""
-        return cls(student_id, assignment, max_score, Status.FAILED, reason, failure,
-                   grader_error=failure == Failure.GRADER)
+        return cls(student_id, assignment, max_score, Status.FAILED, reason, failure)

@@ -13,7 +13,7 @@ from pathlib import Path
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.records import Result
 
-RESULT_FORMAT = 3
+RESULT_FORMAT = 4
 
 
 class ResultStore:

@@ -378,6 +378,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
             _collect_answers(run, result)
         if run.sandbox is not None:
             ended = run.sandbox.close()
+            run.sandbox = None
             if ended.zygote_lost and not run.dead_reason:
                 kind, run.dead_reason = describe_exit(ended, limits)
                 run.dead = Failure(kind)

@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from mlmcourse.grading.sandbox import linux
 from mlmcourse.grading.sandbox.policy import Limits
 
 CONTROLLERS = ("cpu", "memory", "pids")
@@ -88,13 +89,7 @@ def clear_run_folders(folders: tuple[str, ...]) -> None:
 
 
 def _write(folder: str, name: str, value: str) -> None:
-    """Write a control file, which must exist: in a folder that is not a cgroup (the files are
-    missing) this fails rather than creating a plain file that limits nothing."""
-    fd = os.open(os.path.join(folder, name), os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+    linux.write_control(os.path.join(folder, name), value)
 
 
 def prepare(folders: tuple[str, ...], limits: Limits) -> int:

@@ -65,7 +65,7 @@ def enter_namespaces(refusal: str = "") -> None:
     os.setsid()
     # the sandbox's processes, not the zygote beside them, are the ones killed when the slot's
     # memory runs out (a student cannot lower this below the zygote's 0)
-    _step("OOM score", _write_text, "/proc/self/oom_score_adj", "1000")
+    _step("OOM score", linux.write_control, "/proc/self/oom_score_adj", "1000")
     _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWNET
           | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
 
@@ -200,11 +200,6 @@ def _set_limits(policy: Policy) -> None:
             resource.setrlimit(which, (value, hard))
         except (OSError, ValueError) as exc:
             raise Refused(f"setrlimit {which}: {exc}") from None
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(text)
 
 
 def kill_cgroup(folders: tuple[str, ...], keep: int, seconds: float = 5.0) -> None:

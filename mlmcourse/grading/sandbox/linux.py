@@ -68,6 +68,17 @@ def madvise(start: int, length: int, advice: int) -> None:
     _check(_libc.madvise(start, length, advice), f"madvise {advice}")
 
 
+def write_control(path: str, value: str) -> None:
+    """Write a kernel control file (cgroup, ``/proc``), which must exist: where it is missing
+    (e.g. a folder that is not a cgroup) this fails rather than creating a plain file that
+    controls nothing."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
 def bind_readonly(source: str, target: str) -> None:
     """Bind ``source`` (and what is mounted below it) at ``target``, read-only, no setuid."""
     mount(source, target, None, MS_BIND | MS_REC)

@@ -14,7 +14,6 @@ but itself.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import gc
 import os
 import select
@@ -358,19 +357,19 @@ class Sandbox:
 
     def close(self, grace: float = 0.0) -> Exit:
         """Close the pipes and return how the sandbox ended, killing it after ``grace`` seconds
-        (a sandbox that is ending on its own is given that long to report its own status)."""
+        (a sandbox that is ending on its own is given that long to report its own status).
+        Closing again only returns the same end: nothing is killed or closed twice."""
         if self.exit is None and grace > 0:
             try:
                 self.exit = self.zygote.wait_exit(timeout=grace)
             except RuntimeError:
                 pass
-        self.kill()
+        if self.exit is None:  # once reported, the kernel is reaped and its pid may be reused
+            self.kill()
         for fd in (self.request_fd, self.reply_fd, self.output_fd):
-            try:
+            if fd >= 0:
                 os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
+        self.request_fd = self.reply_fd = self.output_fd = -1
         if self.exit is None:
             self.exit = self.zygote.wait_exit()
         return self.exit
