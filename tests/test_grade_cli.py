@@ -46,6 +46,26 @@ def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path,
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's policy is reserved as root")
+def test_show_policy_prints_what_every_sandbox_gets(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--show-policy`` needs no assignment and grades nothing: it prints every mount of the
+    policy this host builds, the namespaces, the limits and the cgroups, then releases them."""
+    from mlmcourse.grading.sandbox.policy import Limits, build_policy
+
+    assert grade_cli.run(_args("--show-policy")) == 0
+    shown = capsys.readouterr().out
+    for mount in build_policy(0, (), Limits()).mounts:
+        assert mount.target in shown
+    assert "namespaces       pid, mount, network, ipc, uts" in shown
+    assert "memory_bytes" in shown and "cgroups" in shown
+
+
+def test_grading_needs_an_assignment_submissions_and_out(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert grade_cli.run(_args("softmax")) == 2
+    assert "SUBMISSIONS, --out required" in capsys.readouterr().err
+
+
 def _notebook(path: Path, text: str = "{}") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -211,7 +231,7 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path: Path) -> N
     run = pipeline.prepare(settings)
     try:
         _, tasks = pipeline.plan(run, pipeline.collect(run))
-        pool = WorkerPool(1, run.source.warm_modules, run.workroot)
+        pool = WorkerPool(1, run.source.warm_modules, run.workroot, run.policy)
         try:
             stream = pool.run(tasks)
             (worker,) = pool.workers
@@ -266,7 +286,7 @@ def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) 
     try:
         _, tasks = pipeline.plan(run, pipeline.collect(run))
         assert tasks[0].student_id == "a_sleeper"
-        pool = WorkerPool(1, run.source.warm_modules, run.workroot)
+        pool = WorkerPool(1, run.source.warm_modules, run.workroot, run.policy)
         try:
             stream = pool.run(tasks)
             (worker,) = pool.workers

@@ -3,6 +3,7 @@ use, and that it refuses to run when its policy cannot be enforced."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -14,15 +15,9 @@ from pathlib import Path
 import pytest
 
 from mlmcourse.grading.sandbox import cgroups, uids
+from mlmcourse.grading.sandbox import policy as policy_module
 from mlmcourse.grading.sandbox.isolation import cgroup_folders
-from mlmcourse.grading.sandbox.policy import (
-    WORKDIR,
-    Limits,
-    Policy,
-    build_policy,
-    environment,
-    sandbox_path_env,
-)
+from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_policy
 from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,19 +35,38 @@ def policy() -> Iterator[Policy]:
 
 
 @pytest.fixture(scope="module")
-def zygote() -> Iterator[Zygote]:
-    zygote = Zygote()
-    yield zygote
-    zygote.close()
+def zygote_of(policy: Policy) -> Iterator[Callable[[Policy], Zygote]]:
+    """``zygote_of(p)``: the zygote of policy ``p``, made once (a zygote's sandboxes all follow
+    the policy it was forked with); all are closed before the run's cgroups are removed."""
+    made: dict[Policy, Zygote] = {}
+
+    def get(wanted: Policy) -> Zygote:
+        if wanted not in made:
+            made[wanted] = Zygote(wanted)
+        return made[wanted]
+
+    yield get
+    for zygote in made.values():
+        zygote.close()
 
 
-def _spawn(zygote: Zygote, policy: Policy, tmp_path: Path, **limits: object) -> Sandbox:
+@pytest.fixture(scope="module")
+def zygote(zygote_of: ZygoteOf, policy: Policy) -> Zygote:
+    """The zygote of the default policy."""
+    return zygote_of(policy)
+
+
+ZygoteOf = Callable[[Policy], Zygote]
+
+
+def _spawn(zygote_of: ZygoteOf, policy: Policy, tmp_path: Path,
+           **limits: object) -> Sandbox:
+    """A sandbox of the policy, with ``limits`` changed."""
     workdir = tmp_path / f"work{len(list(tmp_path.iterdir()))}"
     workdir.mkdir(mode=0o700)
     (workdir / "mine.txt").write_text("student file")
-    policy = replace(policy, limits=replace(policy.limits, **limits))
-    return zygote.spawn(policy, str(workdir), sandbox_path_env(), policy.limits,
-                        time.monotonic() + 30)
+    changed = replace(policy, limits=replace(policy.limits, **limits))
+    return zygote_of(changed).spawn(str(workdir), time.monotonic() + 30)
 
 
 def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = 30) -> object:
@@ -70,26 +84,27 @@ def attempt(path):
 result = [sorted(os.listdir("/")), [attempt(p) for p in {paths!r}]]'''
 
 
-def test_the_root_holds_only_the_allowlist(zygote: Zygote, policy: Policy,
+def test_the_root_holds_only_the_allowlist(zygote_of: ZygoteOf, policy: Policy,
                                            tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("SECRET")
     paths = [str(ROOT / ".git" / "HEAD"), str(ROOT / "autograder" / "nbgrader_config.py"),
              str(tmp_path / "secret.txt"), "/etc/shadow", "/etc/hostname", "mine.txt",
              str(ROOT / "mlmcourse" / "grading" / "misconceptions.py")]
-    sandbox = _spawn(zygote, policy, tmp_path)
+    sandbox = _spawn(zygote_of, policy, tmp_path)
     try:
         top, got = _eval(sandbox, READ.format(paths=paths))
     finally:
         sandbox.close()
-    allowed = {p.strip("/").split("/")[0] for p in policy.readonly_paths}
+    allowed = {m.target.strip("/").split("/")[0] for m in policy.mounts
+               if m.kind in ("bind", "link")}
     assert set(top) <= allowed | {"dev", "etc", "proc", "tmp"}
     assert got[:4] == ["FileNotFoundError"] * 4
     assert got[4] == "sandbox\n" and got[5] == "student file"
     assert "misconception" in got[6]
 
 
-def test_everything_is_read_only_but_the_private_tmp(zygote: Zygote, policy: Policy,
-                                                     tmp_path: Path) -> None:
+def test_everything_is_read_only_but_the_private_tmp(zygote_of: ZygoteOf,
+                                                     policy: Policy, tmp_path: Path) -> None:
     code = '''import os
 result = {}
 for target in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/tmp/x", "/tmp/work/x",
@@ -99,7 +114,7 @@ for target in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/tmp/x", "/tmp/wo
         result[target] = "wrote"
     except OSError as exc:
         result[target] = type(exc).__name__'''
-    sandbox = _spawn(zygote, policy, tmp_path)
+    sandbox = _spawn(zygote_of, policy, tmp_path)
     try:
         got = _eval(sandbox, code)
     finally:
@@ -107,8 +122,8 @@ for target in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/tmp/x", "/tmp/wo
     assert {k for k, v in got.items() if v == "wrote"} == {"/tmp/x", "/tmp/work/x", "/dev/shm/x"}
 
 
-def test_environment_uid_processes_and_network(zygote: Zygote, policy: Policy,
-                                               tmp_path: Path) -> None:
+def test_environment_uid_processes_and_network(zygote_of: ZygoteOf,
+                                               policy: Policy, tmp_path: Path) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -121,26 +136,27 @@ def connect():
         return type(exc).__name__
 result = [dict(os.environ), os.getcwd(), os.getuid(), os.getgid(), os.getgroups(), os.getpid(),
           sorted(p for p in os.listdir("/proc") if p.isdigit()), connect()]'''
-    sandbox = _spawn(zygote, policy, tmp_path)
+    sandbox = _spawn(zygote_of, policy, tmp_path)
     try:
         env, cwd, uid, gid, groups, pid, pids, connected = _eval(sandbox, code)
     finally:
         sandbox.close()
         server.close()
-    assert env == environment(sandbox_path_env())
+    assert env == dict(policy.environment)
     assert cwd == WORKDIR and uid == gid == policy.uid and groups == []
     assert pid == 1 and pids == ["1"]  # its own PID namespace: no other process is visible
     assert connected != "connected"
 
 
-def test_every_sandbox_has_a_pid_namespace_of_its_own(zygote: Zygote, policy: Policy,
-                                                       tmp_path: Path) -> None:
+def test_every_sandbox_has_a_pid_namespace_of_its_own(zygote_of: ZygoteOf,
+                                                      zygote: Zygote, policy: Policy,
+                                                      tmp_path: Path) -> None:
     """The zygote forks each kernel into a new PID namespace and then returns to its own: one
     sandbox after another, each is PID 1 of a namespace of its own."""
     code = 'import os\nresult = [os.getpid(), os.readlink("/proc/self/ns/pid")]'
     seen = []
     for _ in range(3):
-        sandbox = _spawn(zygote, policy, tmp_path)
+        sandbox = _spawn(zygote_of, policy, tmp_path)
         try:
             seen.append(_eval(sandbox, code))
         finally:
@@ -156,20 +172,21 @@ def test_every_sandbox_has_a_pid_namespace_of_its_own(zygote: Zygote, policy: Po
 @pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage").exists()
                     or "[never]" in Path("/sys/kernel/mm/transparent_hugepage/enabled")
                     .read_text(), reason="no transparent huge pages on this kernel")
-def test_the_zygotes_image_is_settled_for_cheap_forks(zygote: Zygote, policy: Policy,
+def test_the_zygotes_image_is_settled_for_cheap_forks(zygote_of: ZygoteOf,
+                                                      zygote: Zygote, policy: Policy,
                                                       tmp_path: Path) -> None:
     """The warm image's anonymous memory is collapsed into 2 MB pages, so that a fork copies
     few page-table entries (how much depends on the image: about 80% of a grading worker's;
     the benchmark shows what it is worth)."""
-    _spawn(zygote, policy, tmp_path).close()  # the zygote settles before its first sandbox
+    _spawn(zygote_of, policy, tmp_path).close()  # the zygote settles before its first sandbox
     with open(f"/proc/{zygote.pid}/smaps_rollup") as rollup:
         sizes = {line.split(":")[0]: int(line.split()[1]) for line in rollup if "kB" in line}
     assert sizes["AnonHugePages"] > 0, sizes
 
 
-def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy: Policy,
-                                                         tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
+def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
+                                                         policy: Policy, tmp_path: Path) -> None:
+    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=256 * 1024**2)
     try:
         reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + 30)
     finally:
@@ -179,7 +196,7 @@ def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy:
     code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
             "        block = b'x' * (200 * 1024**2)\n        time.sleep(30)\n"
             "time.sleep(30)")
-    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
+    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=256 * 1024**2)
     with pytest.raises(SandboxGone):
         sandbox.exchange(["run", code], time.monotonic() + 10)
     exit = sandbox.close()
@@ -187,15 +204,16 @@ def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy:
     assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
 
 
-def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Policy,
+def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
+                                                    zygote: Zygote, policy: Policy,
                                                     tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, policy, tmp_path, output_bytes=100_000)
+    sandbox = _spawn(zygote_of, policy, tmp_path, output_bytes=100_000)
     with pytest.raises(SandboxGone, match="output limit"):
         sandbox.exchange(["run", "while True: print('x' * 1000)"], time.monotonic() + 30)
     sandbox.close()
     code = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
             "        while True: pass\nwhile True: pass")
-    sandbox = _spawn(zygote, policy, tmp_path)
+    sandbox = _spawn(zygote_of, policy, tmp_path)
     started = time.monotonic()
     with pytest.raises(SandboxGone, match="timeout"):
         sandbox.exchange(["run", code], time.monotonic() + 1)
@@ -208,9 +226,10 @@ def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Poli
                           and _uid_of(p) == policy.uid])
 
 
-def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Policy,
+def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
+                                                      zygote: Zygote, policy: Policy,
                                                       tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, policy, tmp_path)
+    sandbox = _spawn(zygote_of, policy, tmp_path)
     folder = cgroup_folders(policy, zygote.pid)[0]
     seen: dict[str, object] = {}
 
@@ -235,19 +254,19 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     # is one CPU per period
     assert seen["quota"] == seen["period"] * policy.limits.cpus and seen["procs"] >= 5
     assert seen["nr_periods"] > 0, seen
-    sandbox = _spawn(zygote, policy, tmp_path, cpu_seconds=1)
+    sandbox = _spawn(zygote_of, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
         sandbox.exchange(["run", "while True: pass"], time.monotonic() + 30)
     kind, reason = describe_exit(sandbox.close(2.0), sandbox.limits)
     assert kind == "cpu_time" and "CPU time limit 1 s" in reason
 
 
-def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Policy,
-                                                   tmp_path: Path) -> None:
+def test_fork_bomb_is_bounded_and_nothing_survives(zygote_of: ZygoteOf,
+                                                   policy: Policy, tmp_path: Path) -> None:
     code = ('import os, time\nresult = 0\nfor _ in range(500):\n    try:\n'
             '        if os.fork() == 0:\n            time.sleep(600)\n            os._exit(0)\n'
             '        result += 1\n    except OSError:\n        break')
-    sandbox = _spawn(zygote, policy, tmp_path, processes=20)
+    sandbox = _spawn(zygote_of, policy, tmp_path, processes=20)
     try:
         assert _eval(sandbox, code) < 20
     finally:
@@ -256,8 +275,7 @@ def test_fork_bomb_is_bounded_and_nothing_survives(zygote: Zygote, policy: Polic
                           and _uid_of(p) == policy.uid])
 
 
-def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: Policy,
-                                                       tmp_path: Path) -> None:
+def test_a_policy_that_cannot_be_enforced_runs_nothing(policy: Policy, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
     plain = [tmp_path / name for name in ("cpu", "memory", "pids")]  # folders, not cgroups
@@ -265,13 +283,66 @@ def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: P
         folder.mkdir()
     for parents in [("/nonexistent/cpu", "/nonexistent/memory", "/nonexistent/pids"),
                     tuple(map(str, plain))]:
-        broken = replace(policy, cgroups=parents)
-        with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
-            zygote.spawn(broken, str(workdir), sandbox_path_env(), broken.limits,
-                         time.monotonic() + 30)
+        broken = Zygote(replace(policy, cgroups=parents))
+        try:
+            with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
+                broken.spawn(str(workdir), time.monotonic() + 30)
+        finally:
+            broken.close()
         # nothing was made in their place: no folder, no file that would limit nothing
         assert not Path("/nonexistent/cpu").exists()
     assert not [p for folder in plain for p in folder.rglob("*") if p.is_file()]
+
+
+def test_the_policy_crosses_whole_and_nothing_else(policy: Policy) -> None:
+    """One owner of the wire form: what a worker receives is the policy, and any other shape
+    (a missing or extra field, a mount of an unknown kind) is refused."""
+    plain = json.loads(json.dumps(policy.to_plain()))
+    assert Policy.from_plain(plain) == policy
+    unknown = {**plain, "mounts": [*plain["mounts"], {**plain["mounts"][0], "kind": "rw-bind"}]}
+    for broken in ({}, {**plain, "extra": 1}, {k: v for k, v in plain.items() if k != "limits"},
+                   unknown):
+        with pytest.raises(ValueError):
+            Policy.from_plain(broken)
+
+
+def test_every_size_and_path_of_the_sandbox_is_in_the_policy(policy: Policy) -> None:
+    """Isolation reads the policy whole: the sizes of the root, /tmp, /dev and /dev/shm come
+    from its limits, and each slot's /etc names the slot's own uid."""
+    sizes = {m.target: m.size for m in policy.mounts if m.kind == "tmpfs"}
+    limits = policy.limits
+    assert sizes == {"/": limits.root_bytes, "/tmp": limits.tmp_bytes,
+                     "/dev": limits.dev_bytes, "/dev/shm": limits.shm_bytes}
+    slot = policy.for_slot(3)
+    passwd = next(m.content for m in slot.mounts if m.target == "/etc/passwd")
+    assert slot.uid == policy.uid + 3 and f":{policy.uid + 3}:" in passwd
+
+
+def test_the_exercise_sources_a_package_ships_are_hidden(zygote_of: ZygoteOf, policy: Policy,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel ships the exercises' sources (solutions, hidden tests) inside the package; the
+    package is bound into every sandbox, but those folders are covered. Shown on a folder a
+    checkout has (``course_template``), hidden the same way."""
+    package = Path(policy_module.package_folder())
+    monkeypatch.setattr(policy_module, "HIDDEN_PACKAGE_PATHS", ("course_template",))
+    hidden = build_policy(policy.uid, policy.cgroups, policy.limits)
+    assert (package / "course_template" / "nbgrader_config.py").is_file()
+    code = f'''import os
+def attempt(path):
+    try:
+        return open(path).read(20)
+    except OSError as exc:
+        return type(exc).__name__
+result = [os.listdir({str(package / "course_template")!r}),
+          attempt({str(package / "course_template" / "nbgrader_config.py")!r}),
+          attempt({str(package / "__init__.py")!r})[:3]]'''
+    sandbox = _spawn(zygote_of, hidden, tmp_path)
+    try:
+        listing, template, init = _eval(sandbox, code)
+    finally:
+        sandbox.close()
+    assert listing == [] and template == "FileNotFoundError" and init == '"""'
 
 
 def test_sandbox_uids_are_checked_against_the_host() -> None:

@@ -269,7 +269,7 @@ def _grade_solutions(course: Path) -> None:
         base = pipeline.solution_task(run)
         tasks = [replace(base, assignment=a, source=str(source_path(course, a)),
                          notebook=str(source_path(course, a))) for a in v.ASSIGNMENTS]
-        pool = WorkerPool(1, run.source.warm_modules, run.workroot)
+        pool = WorkerPool(1, run.source.warm_modules, run.workroot, run.policy)
         try:
             graded = {r.assignment: r for r in pool.run(tasks)}
         finally:

@@ -26,14 +26,7 @@ from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_s
 from mlmcourse.grading.pool import ResultStream, WorkerPool
 from mlmcourse.grading.records import Result, Status, Task
 from mlmcourse.grading.sandbox import cgroups, uids
-from mlmcourse.grading.sandbox.policy import (
-    UID_BLOCK,
-    Limits,
-    Policy,
-    build_policy,
-    sandbox_path_env,
-)
-from mlmcourse.grading.sandbox.zygote import policy_to_plain
+from mlmcourse.grading.sandbox.policy import UID_BLOCK, Limits, Policy, build_policy
 from mlmcourse.grading.store import ResultStore
 
 if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
@@ -92,6 +85,40 @@ class Run:
                 "sandbox": self.policy is not None}
 
 
+def sandbox_policy(timeout: float) -> tuple[Policy, int]:
+    """Check the machine and reserve what this run's sandboxes need (a block of uids, the run's
+    cgroups); returns the policy and the uid lock to keep open. Fails closed: anything missing
+    is :class:`GradingRefused` naming it."""
+    if os.geteuid() != 0:
+        raise GradingRefused(
+            "the sandbox (namespaces, cgroups, a uid of its own per submission) needs root: "
+            "run mlmcourse grade as root, or pass --no-sandbox to grade trusted code "
+            "without isolation")
+    try:
+        uid_base, uid_lock = uids.reserve_block()
+    except uids.UidsUnavailable as exc:
+        raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
+                             "isolation") from None
+    try:
+        folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
+        cgroups.clear_run_folders(folders)
+    except cgroups.CgroupsUnavailable as exc:
+        os.close(uid_lock)
+        raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
+                             "isolation") from None
+    return build_policy(uid_base, folders, Limits(cpu_seconds=int(timeout) + 10)), uid_lock
+
+
+def release_sandbox(policy: Policy, uid_lock: int) -> None:
+    """Remove the run's cgroups and release its uids (what :func:`sandbox_policy` reserved)."""
+    try:
+        cgroups.clear_run_folders(policy.cgroups)
+        cgroups.remove(policy.cgroups, seconds=2.0)
+    except OSError:
+        pass
+    os.close(uid_lock)
+
+
 def prepare(settings: Settings) -> Run:
     """Check the request and the machine; reserve uids and cgroups; fail closed."""
     path = source_path(settings.course, settings.assignment)
@@ -103,22 +130,8 @@ def prepare(settings: Settings) -> Run:
         source = load_source(path)
     except (ValueError, SubmissionProblem) as exc:
         raise GradingRefused(f"cannot read the source notebook {path}: {exc}") from None
-    uid_base, uid_lock, folders = 0, None, ()
-    if settings.sandbox:
-        if os.geteuid() != 0:
-            raise GradingRefused(
-                "the sandbox (namespaces, cgroups, a uid of its own per submission) needs root: "
-                "run mlmcourse grade as root, or pass --no-sandbox to grade trusted code "
-                "without isolation")
-        try:
-            uid_base, uid_lock = uids.reserve_block()
-            folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
-            cgroups.clear_run_folders(folders)
-        except (uids.UidsUnavailable, cgroups.CgroupsUnavailable) as exc:
-            raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
-                                 "isolation") from None
-    limits = Limits(cpu_seconds=int(settings.timeout) + 10)
-    policy = build_policy(uid_base, folders, limits) if settings.sandbox else None
+    policy, uid_lock = sandbox_policy(settings.timeout) if settings.sandbox else (None, None)
+    uid_base = policy.uid if policy is not None else 0
     workroot = Path(tempfile.gettempdir()) / f"mlmcourse-grade-{uid_base or os.getpid()}"
     shutil.rmtree(workroot, ignore_errors=True)  # left by a killed run of this uid block
     workroot.mkdir(mode=0o700)
@@ -134,14 +147,8 @@ def prepare(settings: Settings) -> Run:
 def finish(run: Run) -> None:
     """Remove the run's working folder and cgroups; release its uids."""
     shutil.rmtree(run.workroot, ignore_errors=True)
-    if run.policy is not None:
-        try:
-            cgroups.clear_run_folders(run.policy.cgroups)
-            cgroups.remove(run.policy.cgroups, seconds=2.0)
-        except OSError:
-            pass
-    if run.uid_lock is not None:
-        os.close(run.uid_lock)
+    if run.policy is not None and run.uid_lock is not None:
+        release_sandbox(run.policy, run.uid_lock)
 
 
 def collect(run: Run) -> list[Submission]:
@@ -160,10 +167,9 @@ def collect(run: Run) -> list[Submission]:
 
 def _task(run: Run, student_id: str, notebook: str | None, problem: str | None,
           files: list[tuple[str, str]], sha: str) -> Task:
-    policy = policy_to_plain(run.policy)
     return Task(student_id, run.settings.assignment, str(run.source_path), notebook, problem,
-                run.extra_files + files, sha, run.stored_settings(), str(run.workroot), policy,
-                sandbox_path_env(), run.settings.timeout)
+                run.extra_files + files, sha, run.stored_settings(), str(run.workroot),
+                run.settings.timeout)
 
 
 def plan(run: Run, submissions: list[Submission]) -> tuple[dict[str, Result], list[Task]]:
@@ -333,7 +339,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
         # the workers warm up (import torch, fork their zygotes) and grade the source solution,
         # then the first students, while nbgrader is imported here
         pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.warm_modules,
-                          run.workroot) if tasks else None
+                          run.workroot, run.policy) if tasks else None
         try:
             stream = pool.run([solution_task(run), *tasks]) if pool else None
             from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the pool

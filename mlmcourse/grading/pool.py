@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlmcourse.grading.records import Result, Task
-from mlmcourse.grading.sandbox.policy import worker_environment
+from mlmcourse.grading.sandbox.policy import Policy, worker_environment
 
 QUEUED = 2
 """Tasks a worker holds at once: the one it grades and the next."""
@@ -63,26 +63,23 @@ def _warm(warm_modules: list[str]) -> None:
             pass
 
 
-def worker_main(slot: int, tasks_fd: int, results_fd: int) -> None:
-    """Body of the worker of job slot ``slot``: it forks its zygote before reading any task,
-    then grades the tasks it reads (JSON lines) and writes results (JSON lines). Its sandboxes
-    use the uid of its slot (two sandboxes running at once never share a uid, nor its process
-    limit)."""
+def worker_main(slot: int, tasks_fd: int, results_fd: int, policy: Policy | None) -> None:
+    """Body of the worker of job slot ``slot``: it forks its zygote (with the run's ``policy``
+    for this slot) before reading any task, then grades the tasks it reads (JSON lines) and
+    writes results (JSON lines)."""
     from mlmcourse.grading import trusted
     from mlmcourse.grading.sandbox.zygote import Zygote
 
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     results = os.fdopen(results_fd, "w", buffering=1)
     results.write(f"{os.getpid()}\n")
-    zygote = Zygote()
+    zygote = Zygote(policy.for_slot(slot) if policy is not None else None)
     assignments: dict[str, trusted.TrustedAssignment] = {}
     for line in os.fdopen(tasks_fd, "r"):
         if not zygote.alive():  # only a fresh worker may fork a new one (it holds no secret)
             results.write(f"{RETIRE}\n")
             break
         task = Task.from_json(json.loads(line))
-        if task.policy is not None:
-            task.policy = {**task.policy, "uid": task.policy["uid"] + slot}
         try:
             source = Path(task.source)
             key = f"{source}:{source.stat().st_mtime_ns}"
@@ -104,6 +101,8 @@ def _serve() -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
     _warm(json.loads(sys.argv[2]))
     slots = json.loads(sys.argv[3])
+    plain = json.loads(sys.argv[4])
+    policy = Policy.from_plain(plain) if plain is not None else None
     for slot, tasks_fd, results_fd in slots:
         if os.fork() == 0:
             for _, other_tasks, other_results in slots:
@@ -111,7 +110,7 @@ def _serve() -> None:
                     os.close(other_tasks)
                     os.close(other_results)
             try:
-                worker_main(slot, tasks_fd, results_fd)
+                worker_main(slot, tasks_fd, results_fd, policy)
             finally:
                 os._exit(0)
     for _, tasks_fd, results_fd in slots:
@@ -176,14 +175,16 @@ class Worker:
         os.close(self.results)
 
 
-def launch(workers: list[Worker], warm_modules: list[str], workroot: Path) -> subprocess.Popen:
-    """Start a fork server for ``workers`` (a fresh interpreter with the fixed environment)."""
+def launch(workers: list[Worker], warm_modules: list[str], workroot: Path,
+           policy: Policy | None) -> subprocess.Popen:
+    """Start a fork server for ``workers`` (a fresh interpreter with the fixed environment),
+    sending it the run's ``policy`` once."""
     code = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
             "from mlmcourse.grading.pool import _serve; _serve()")
     fds = [(w.slot, w.task_r, w.results_w) for w in workers]
     server = subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(sys.path), json.dumps(warm_modules),
-         json.dumps(fds)],
+         json.dumps(fds), json.dumps(policy.to_plain() if policy is not None else None)],
         stdin=subprocess.DEVNULL, pass_fds=[fd for _, *pair in fds for fd in pair],
         env=worker_environment(workroot), cwd=workroot)
     for worker in workers:
@@ -226,10 +227,11 @@ class WorkerPool:
     """N worker processes, kept busy by a thread of their own: each holds ``QUEUED`` tasks, and
     one that dies is replaced."""
 
-    def __init__(self, jobs: int, warm_modules: list[str], workroot: Path) -> None:
-        self.warm_modules, self.workroot = warm_modules, workroot
+    def __init__(self, jobs: int, warm_modules: list[str], workroot: Path,
+                 policy: Policy | None) -> None:
+        self.warm_modules, self.workroot, self.policy = warm_modules, workroot, policy
         self.workers = [Worker(slot) for slot in range(jobs)]
-        self.servers = [launch(self.workers, warm_modules, workroot)]
+        self.servers = [launch(self.workers, warm_modules, workroot, policy)]
         self.replacements_left = 4 * jobs + 4
         self.closing = False
         self.thread: threading.Thread | None = None
@@ -298,7 +300,7 @@ class WorkerPool:
                         self.replacements_left -= 1
                     replacement = Worker(worker.slot)
                     self.servers.append(launch([replacement], self.warm_modules,
-                                               self.workroot))
+                                               self.workroot, self.policy))
                     self.workers.append(replacement)
                     selector.register(replacement.results, selectors.EVENT_READ, replacement)
                 for alive in self.workers:

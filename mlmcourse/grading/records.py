@@ -61,8 +61,6 @@ class Task:
     submission_sha: str
     settings: dict[str, Any]
     workroot: str
-    policy: dict[str, Any] | None  # plain form of sandbox.policy.Policy; None: --no-sandbox
-    path_env: str
     timeout: float
 
     def to_json(self) -> dict[str, Any]:

@@ -37,13 +37,7 @@ from mlmcourse.grading.notebook import (
 from mlmcourse.grading.records import CellResult, Failure, Result, Status, Task
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.policy import Limits
-from mlmcourse.grading.sandbox.zygote import (
-    Sandbox,
-    SandboxGone,
-    Zygote,
-    describe_exit,
-    policy_from_plain,
-)
+from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 MAX_CELL_OUTPUT_CHARS = 20_000
 MAX_MESSAGE_CHARS = 600
@@ -363,14 +357,13 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         result.failure, result.reason = Failure.SUBMISSION, str(exc)
         result.seconds = time.monotonic() - started
         return result
-    policy = policy_from_plain(task.policy)
-    limits = policy.limits if policy is not None else Limits()
+    limits = zygote.limits
     workdir = prepare_workdir(Path(task.workroot), task.files)
     deadline = time.monotonic() + task.timeout
     run = GradingRun(trusted, None, deadline, limits, task.timeout)
     try:
         try:
-            run.sandbox = zygote.spawn(policy, str(workdir), task.path_env, limits, deadline)
+            run.sandbox = zygote.spawn(str(workdir), deadline)
         except SandboxGone as exc:
             run.dead, run.dead_reason = Failure.SANDBOX, str(exc)
         if not run.dead_reason:

@@ -8,6 +8,9 @@ marks the run stops (an environment problem must not become students' zeros).
 The sandbox needs root (namespaces, cgroups, a uid per submission). --no-sandbox grades without
 any isolation: only for code you trust (e.g. your own test submissions).
 
+--show-policy prints what every sandbox of this host gets (mounts, devices, environment,
+namespaces, limits, cgroup version and folders) without grading.
+
 Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
 sandbox cannot be set up, 3 the source solution does not get full marks.
 """
@@ -28,11 +31,12 @@ DEFAULT_TIMEOUT = 120.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mlmcourse grade``."""
-    parser.add_argument("assignment", help="assignment name, e.g. ex2_masking")
-    parser.add_argument("submissions", type=Path,
+    parser.add_argument("assignment", nargs="?", help="assignment name, e.g. ex2_masking")
+    parser.add_argument("submissions", type=Path, nargs="?",
                         help="folder of per-student folders, nbgrader submitted/ tree, or LMS zip")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="where grades.csv, feedback/, report.html and results/ go")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where grades.csv, feedback/, report.html and results/ go "
+                        "(required)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="submissions graded in parallel (default: number of CPUs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -43,11 +47,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade WITHOUT isolation: student code can read and change "
                         "everything you can; only for trusted submissions")
+    parser.add_argument("--show-policy", action="store_true",
+                        help="print the sandbox policy this host enforces (mounts, namespaces, "
+                        "limits, cgroup version) and exit without grading")
+
+
+def show_policy(timeout: float) -> int:
+    """Print the effective policy of this host (reserving and releasing what a run would)."""
+    from mlmcourse.grading.pipeline import release_sandbox, sandbox_policy
+
+    try:
+        policy, uid_lock = sandbox_policy(timeout)
+    except GradingRefused as exc:
+        print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(policy.describe())
+    finally:
+        release_sandbox(policy, uid_lock)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Grade the class; returns the exit code."""
     from tqdm import tqdm
+
+    if args.show_policy:
+        return show_policy(args.timeout)
+    missing = [name for name, value in (("ASSIGNMENT", args.assignment),
+                                        ("SUBMISSIONS", args.submissions), ("--out", args.out))
+               if value is None]
+    if missing:
+        print(f"mlmcourse grade: error: {', '.join(missing)} required (or --show-policy)",
+              file=sys.stderr)
+        return 2
 
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
                         args.jobs, args.timeout, sandbox=not args.no_sandbox)

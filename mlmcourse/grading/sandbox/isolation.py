@@ -19,9 +19,10 @@ import resource
 import shutil
 import signal
 import time
+from collections.abc import Callable
 
 from mlmcourse.grading.sandbox import linux
-from mlmcourse.grading.sandbox.policy import DEVICES, HOSTNAME, WORKDIR, Policy, environment
+from mlmcourse.grading.sandbox.policy import Mount, Policy
 
 NEW_ROOT = "/tmp"
 """Where the new root is assembled (in the sandbox's own mount namespace) before pivot_root."""
@@ -32,11 +33,16 @@ class Refused(Exception):
     """A step of the isolation was refused by the system; the submission cannot be graded."""
 
 
-def _step(what: str, action, *args) -> None:  # noqa: ANN001 - a small internal helper
+def _step(what: str, action: Callable[..., object], *args: object) -> None:
     try:
         action(*args)
     except OSError as exc:
         raise Refused(f"{what}: {exc.strerror or exc}") from None
+
+
+NAMESPACE_FLAGS = {"mount": linux.CLONE_NEWNS, "network": linux.CLONE_NEWNET,
+                   "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS}
+"""The namespaces the kernel enters itself (the PID namespace is the zygote's to make)."""
 
 
 def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
@@ -45,8 +51,10 @@ def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
     return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
 
 
-def new_pid_namespace() -> None:
+def new_pid_namespace(policy: Policy) -> None:
     """In the zygote: the next process it forks is PID 1 of a new PID namespace."""
+    if "pid" not in policy.namespaces:
+        raise Refused("every sandbox needs a PID namespace of its own")
     _step("PID namespace", linux.unshare, linux.CLONE_NEWPID)
 
 
@@ -57,35 +65,37 @@ def restore_pid_namespace(own: int) -> None:
     _step("PID namespace", linux.setns, own, linux.CLONE_NEWPID)
 
 
-def enter_namespaces(refusal: str = "") -> None:
+def enter_namespaces(policy: Policy, refusal: str = "") -> None:
     """In the kernel (PID 1 of its namespace, already in its slot's cgroups unless the zygote
-    reports why not in ``refusal``): its own session, mount, network, IPC and UTS namespaces."""
+    reports why not in ``refusal``): its own session and the policy's other namespaces."""
     if refusal:
         raise Refused(refusal)
+    unknown = set(policy.namespaces) - {"pid", *NAMESPACE_FLAGS}
+    if unknown:
+        raise Refused(f"unknown namespaces {sorted(unknown)}")
     os.setsid()
     # the sandbox's processes, not the zygote beside them, are the ones killed when the slot's
     # memory runs out (a student cannot lower this below the zygote's 0)
     _step("OOM score", linux.write_control, "/proc/self/oom_score_adj", "1000")
-    _step("namespaces", linux.unshare, linux.CLONE_NEWNS | linux.CLONE_NEWNET
-          | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+    flags = 0
+    for name in policy.namespaces:
+        flags |= NAMESPACE_FLAGS.get(name, 0)
+    _step("namespaces", linux.unshare, flags)
 
 
-def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
-    """In the kernel (PID 1 of its namespace): build the root, drop privileges, set limits."""
+def confine(policy: Policy, workdir_fd: int) -> None:
+    """In the kernel (PID 1 of its namespace): build the root from the policy's mounts, drop
+    privileges, set the environment and limits."""
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
     _step("private mounts", linux.mount, None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    sources = _open_sources(policy.readonly_paths)
-    _step("new root", linux.tmpfs, NEW_ROOT, "8m")
-    # the private /tmp first: a Python installation or checkout under the host's /tmp is then
-    # bound read-only inside it, not hidden by it
-    _make_tmp(workdir_fd, policy)
-    for path, source in sources.items():
-        _place(path, source)
-    _make_etc(policy.uid)
-    _make_dev()
-    os.mkdir(NEW_ROOT + "/proc")
-    _step("/proc", linux.mount, "proc", NEW_ROOT + "/proc", "proc",
-          linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    # every host path as an O_PATH descriptor, opened before anything is mounted over the
+    # host's folders (the new root is assembled on the host's /tmp, in this mount namespace)
+    sources = {m.source: _open_source(m.source) for m in policy.mounts
+               if m.kind in ("bind", "device")}
+    for mount in policy.mounts:
+        _make(mount, sources, workdir_fd, policy.uid)
+    for fd in sources.values():
+        os.close(fd)  # a descriptor of the host's file system must not reach student code
     os.mkdir(NEW_ROOT + "/.old")
     _step("pivot_root", linux.pivot_root, NEW_ROOT, NEW_ROOT + "/.old")
     os.chdir("/")
@@ -93,81 +103,64 @@ def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
     os.rmdir("/.old")
     _step("read-only root", linux.mount, None, "/", None, linux.MS_REMOUNT | linux.MS_BIND
           | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
-    _step("hostname", linux.sethostname, HOSTNAME)
-    os.chdir(WORKDIR)
+    _step("hostname", linux.sethostname, policy.hostname)
+    os.chdir(policy.workdir)
     _drop_privileges(policy.uid)
     os.environ.clear()
-    os.environ.update(environment(path_env))
+    os.environ.update(dict(policy.environment))
     _set_limits(policy)
     _step("no new privileges", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
     # a change of uid clears the parent-death signal: set it again
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
-def _open_sources(paths: tuple[str, ...]) -> dict[str, int | str]:
-    """Each allowed host path as an ``O_PATH`` descriptor (or a link's target), opened before
-    anything is mounted over the host's folders."""
-    sources: dict[str, int | str] = {}
-    for path in paths:
-        if os.path.islink(path):
-            sources[path] = os.readlink(path)
-        elif os.path.exists(path):
-            sources[path] = os.open(path, os.O_PATH | os.O_NOFOLLOW)
-    return sources
+def _open_source(path: str) -> int:
+    try:
+        return os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise Refused(f"open {path}: {exc.strerror}") from None
 
 
-def _place(path: str, source: int | str) -> None:
-    target = NEW_ROOT + path
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if isinstance(source, str):
-        os.symlink(source, target)
-        return
-    if os.path.isdir(f"/proc/self/fd/{source}"):
+def _make(mount: Mount, sources: dict[str, int], workdir_fd: int, uid: int) -> None:
+    """Make one entry of the policy's mount table in the root being assembled."""
+    target = NEW_ROOT + mount.target.rstrip("/")
+    if target != NEW_ROOT:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+    if mount.kind == "tmpfs":
         os.makedirs(target, exist_ok=True)
+        _step(f"tmpfs {mount.target}", linux.tmpfs, target, mount.size, f"{mount.mode:o}")
+    elif mount.kind in ("bind", "device"):
+        source = f"/proc/self/fd/{sources[mount.source]}"
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            open(target, "w").close()  # an empty file to bind onto, closed at once
+        if mount.kind == "bind":
+            _step(f"bind {mount.target}", linux.bind_readonly, source, target)
+        else:
+            _step(f"bind {mount.target}", linux.mount, source, target, None, linux.MS_BIND)
+            _step(f"bind {mount.target}", linux.mount, None, target, None,
+                  linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NOEXEC)
+    elif mount.kind == "link":
+        os.symlink(mount.source, target)
+    elif mount.kind == "hide":
+        _step(f"hide {mount.target}", linux.tmpfs, target, 4096, "555", linux.MS_RDONLY)
+    elif mount.kind == "file":
+        with open(target, "w") as handle:
+            handle.write(mount.content)
+    elif mount.kind == "proc":
+        os.mkdir(target)
+        _step("/proc", linux.mount, "proc", target, "proc",
+              linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    elif mount.kind == "work":
+        shutil.copytree(f"/proc/self/fd/{workdir_fd}", target, symlinks=True)
+        os.close(workdir_fd)
+        os.chmod(target, mount.mode)
+        for directory, dirs, names in os.walk(target):
+            for name in [directory, *(os.path.join(directory, n) for n in dirs + names)]:
+                os.lchown(name, uid, uid)
     else:
-        open(target, "w").close()  # noqa: SIM115 - an empty file to bind onto
-    _step(f"bind {path}", linux.bind_readonly, f"/proc/self/fd/{source}", target)
-    os.close(source)
-
-
-def _make_etc(uid: int) -> None:
-    os.makedirs(NEW_ROOT + "/etc", exist_ok=True)
-    with open(NEW_ROOT + "/etc/passwd", "w") as handle:
-        handle.write(f"student:x:{uid}:{uid}:student:{WORKDIR}:/usr/sbin/nologin\n")
-    with open(NEW_ROOT + "/etc/group", "w") as handle:
-        handle.write(f"student:x:{uid}:\n")
-    with open(NEW_ROOT + "/etc/hostname", "w") as handle:
-        handle.write(HOSTNAME + "\n")
-
-
-def _make_dev() -> None:
-    dev = NEW_ROOT + "/dev"
-    os.mkdir(dev)
-    _step("/dev", linux.tmpfs, dev, "64k")
-    for device in DEVICES:
-        open(NEW_ROOT + device, "w").close()  # noqa: SIM115 - an empty file to bind onto
-        _step(f"bind {device}", linux.mount, device, NEW_ROOT + device, None, linux.MS_BIND)
-        _step(f"bind {device}", linux.mount, None, NEW_ROOT + device, None,
-              linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NOEXEC)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, f"{dev}/{name}")
-    os.mkdir(dev + "/shm")
-    _step("/dev/shm", linux.tmpfs, dev + "/shm", "64m", "1777")
-
-
-def _make_tmp(workdir_fd: int, policy: Policy) -> None:
-    """The private, size-limited /tmp with the student's files copied to /tmp/work."""
-    tmp = NEW_ROOT + "/tmp"
-    os.mkdir(tmp)
-    _step("/tmp", linux.tmpfs, tmp, policy.limits.tmp_bytes, "1777")
-    work = NEW_ROOT + WORKDIR
-    shutil.copytree(f"/proc/self/fd/{workdir_fd}", work, symlinks=True)
-    os.close(workdir_fd)
-    os.chmod(work, 0o700)
-    for directory, dirs, names in os.walk(work):
-        for name in [directory, *(os.path.join(directory, n) for n in dirs + names)]:
-            os.lchown(name, policy.uid, policy.uid)
+        raise Refused(f"a mount of unknown kind {mount.kind!r} at {mount.target}")
 
 
 def _drop_privileges(uid: int) -> None:
@@ -191,7 +184,7 @@ def _set_limits(policy: Policy) -> None:
         resource.RLIMIT_FSIZE: limits.file_bytes,
         resource.RLIMIT_NOFILE: limits.open_files,
         resource.RLIMIT_NPROC: limits.processes,
-        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_CORE: limits.core_bytes,
     }
     for which, value in pairs.items():
         # CPU: SIGXCPU at the soft limit (a named reason); SIGKILL at the hard one if ignored

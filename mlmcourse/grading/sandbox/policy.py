@@ -1,37 +1,47 @@
-"""What a student's code can see and do while it is graded: the whole policy, in one file.
+"""What a student's code can see and do while it is graded: the whole policy, as data.
 
-Everything below is an allowlist; what it does not name, a sandbox does not get. Each rule is
-enforced by :mod:`~mlmcourse.grading.sandbox.isolation` before any student code runs, and a rule
-that cannot be enforced stops that submission (``failed``, with the reason): the sandbox fails
+A :class:`Policy` is one value: the mounts of the sandbox's file system as a table, its devices,
+its environment, its namespaces, its limits and its job slot's cgroups. It is built once per run
+by :func:`build_policy` (the one place where host paths and sizes are decided), sent once to each
+grading worker (:meth:`Policy.to_plain` / :meth:`Policy.from_plain` own its wire form), and
+:mod:`~mlmcourse.grading.sandbox.isolation` applies it by iterating it whole: no path, size or
+limit of the sandbox is written anywhere else. ``mlmcourse grade --show-policy`` prints the
+effective policy of a host (:meth:`Policy.describe`).
+
+Everything is an allowlist; what the policy does not name, a sandbox does not get. A rule that
+cannot be enforced stops that submission (``failed``, with the reason): the sandbox fails
 closed. The only way to grade without it is ``mlmcourse grade --no-sandbox``, for trusted code.
 
-**Files.** A fresh root file system, read-only, holding only:
+**Files** (:attr:`Policy.mounts`, applied in order). A fresh root, read-only once assembled:
 
-- the system's programs and libraries (:data:`SYSTEM_PATHS`, read-only), a few files of
-  ``/etc`` (:data:`ETC_FILES`, read-only) and an ``/etc/passwd`` naming the sandbox's own user;
-- the Python installation that runs the grader and the ``mlmcourse`` package (read-only);
-- ``/dev/null``, ``/dev/zero``, ``/dev/random``, ``/dev/urandom`` (:data:`DEVICES`);
+- the system's programs and libraries (:data:`SYSTEM_PATHS`), a few files of ``/etc``
+  (:data:`ETC_FILES`), the Python installation that runs the grader and the ``mlmcourse``
+  package, each bound read-only; symbolic links (merged-/usr systems) are copied as links;
+- the exercise sources a wheel ships (:data:`HIDDEN_PACKAGE_PATHS`: solutions and hidden tests)
+  covered by an empty read-only folder;
+- ``/etc/passwd``, ``/etc/group`` and ``/etc/hostname`` naming only the sandbox's own user;
+- ``/dev`` with :data:`DEVICES` only, and a private ``/dev/shm``;
 - a fresh ``/proc`` of its own PID namespace (it sees its own processes only);
-- a private, size-limited ``/tmp`` (and ``/dev/shm``) holding ``/tmp/work``: a copy of the
-  student's own files and the assignment's released data files; its working directory and
-  ``HOME``. Nothing written there survives the sandbox.
+- a private, size-limited ``/tmp`` holding ``/tmp/work``: a copy of the student's own files and
+  the assignment's released data files, its working directory and ``HOME``. Nothing written
+  there survives the sandbox.
 
 Not the course folder, its ``.git``, the gradebook, the source notebooks, other submissions,
 earlier results, home folders, other checkouts, or anything else of the host.
 
-**Processes.** Its own PID, mount, network (loopback only, down), IPC and UTS namespaces; its own
-unprivileged uid and gid from a range no host account or service can hold (checked when a run
-starts); no supplementary groups; no new privileges; killed when the grader goes away.
+**Processes.** New PID, mount, network (loopback only, down), IPC and UTS namespaces
+(:attr:`Policy.namespaces`); its own unprivileged uid and gid from a range no host account or
+service can hold (checked when a run starts; one per job slot); no supplementary groups; no new
+privileges; killed when the grader goes away.
 
-**Resources.** Its job slot's cgroup, which holds no other sandbox while it runs (only the
-slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of
-memory for all its processes together, :attr:`Limits.processes` processes and threads. Per
+**Resources** (:class:`Limits`). Its job slot's cgroup, which holds no other sandbox while it
+runs (only the slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes`
+of memory for all its processes together, :attr:`Limits.processes` processes and threads. Per
 process: address space, CPU time, file size and open files (``setrlimit``). Per submission: a
-wall-clock timeout for the whole notebook (every process of the submission, decoding its
-replies included), :attr:`Limits.output_bytes` of output, replies of at most
-:attr:`Limits.reply_bytes` bytes and :attr:`Limits.reply_items` values.
+wall-clock timeout for the whole notebook, :attr:`Limits.output_bytes` of output, replies of at
+most :attr:`Limits.reply_bytes` bytes and :attr:`Limits.reply_items` values.
 
-**Environment.** Exactly :func:`environment`; grading workers themselves start from
+**Environment.** Exactly :attr:`Policy.environment`; grading workers themselves start from
 :func:`worker_environment`, so no secret of the instructor's environment is ever in a sandbox's
 memory.
 
@@ -41,21 +51,29 @@ strings, lists, dicts, arrays, tensors; never a pickled or live object.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MB = 1024 * 1024
 
 SYSTEM_PATHS = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin")
-"""Folders of programs and shared libraries, bound read-only (symbolic links, as on merged-/usr
-systems, are copied as links)."""
+"""Folders of programs and shared libraries, bound read-only where present."""
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
              "/etc/fonts", "/etc/matplotlibrc")
 """Configuration the dynamic linker, fonts and time zone need; bound read-only where present."""
+HIDDEN_PACKAGE_PATHS = ("course_template/source",)
+"""Folders of the ``mlmcourse`` package that a sandbox must not read (relative to the package):
+the exercise sources a wheel ships, with their solutions and hidden tests."""
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+DEVICE_LINKS = (("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
+                ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"))
+NAMESPACES = ("pid", "mount", "network", "ipc", "uts")
+"""The namespaces every sandbox gets a new one of."""
 WORKDIR = "/tmp/work"
 HOSTNAME = "sandbox"
 
@@ -71,49 +89,175 @@ UID_BLOCKS = 256
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one submission (bytes, seconds, CPUs)."""
+    """Resource limits of one submission (bytes, seconds, CPUs, counts)."""
 
     memory_bytes: int = 1536 * MB
+    """All processes of the sandbox together (the slot's cgroup); also each process's address
+    space beyond what it has mapped when it starts."""
     cpu_seconds: int = 130
     cpus: float = 1.0
     processes: int = 64
     file_bytes: int = 64 * MB
     open_files: int = 256
+    core_bytes: int = 0
     tmp_bytes: int = 512 * MB
+    shm_bytes: int = 64 * MB
+    root_bytes: int = 8 * MB
+    """The tmpfs the root is assembled on (mount points and the few files of ``/etc``)."""
+    dev_bytes: int = 64 * 1024
     output_bytes: int = 1 * MB
+    output_kept_bytes: int = 64 * 1024
+    """Output kept per cell for the autograded notebook (the rest is counted, not kept)."""
     reply_bytes: int = 64 * MB
     reply_items: int = 1 << 20
 
 
 @dataclass(frozen=True)
-class Policy:
-    """Everything one sandbox needs to isolate itself; plain data, so it crosses to the zygote.
+class Mount:
+    """One entry of the sandbox's file system. ``kind`` is one of
 
-    Build it with :func:`build_policy`, the one place where the host paths are decided.
+    - ``tmpfs``: a new tmpfs of ``size`` bytes and ``mode`` at ``target``;
+    - ``bind``: the host's ``source`` at ``target``, read-only, no setuid, no devices;
+    - ``link``: a symbolic link at ``target`` pointing to ``source``;
+    - ``hide``: an empty read-only folder over ``target`` (a part of a bound folder);
+    - ``file``: a read-only file at ``target`` holding ``content``;
+    - ``device``: the host's device ``source`` at ``target``, no setuid, no execution;
+    - ``proc``: a ``/proc`` of the sandbox's PID namespace;
+    - ``work``: the student's staged files copied to ``target``, owned by the sandbox's uid.
     """
 
+    kind: str
+    target: str
+    source: str = ""
+    size: int = 0
+    mode: int = 0o755
+    content: str = ""
+
+
+KINDS = ("tmpfs", "bind", "link", "hide", "file", "device", "proc", "work")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything one sandbox needs to isolate itself: plain data, built by
+    :func:`build_policy`, specialised per job slot by :meth:`for_slot`."""
+
     uid: int
-    readonly_paths: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    environment: tuple[tuple[str, str], ...]
+    namespaces: tuple[str, ...]
     cgroups: tuple[str, ...]
-    limits: Limits = field(default_factory=Limits)
+    """The run's cgroup folders; each job slot's zygote makes its own below them."""
+    limits: Limits
+    hostname: str = HOSTNAME
+    workdir: str = WORKDIR
+
+    def for_slot(self, slot: int) -> Policy:
+        """The policy of job slot ``slot``: its own uid (two sandboxes running at once never
+        share a uid, nor its process limit), and the files of ``/etc`` naming it."""
+        uid = self.uid + slot
+        mounts = tuple(_identity_files(uid, self.hostname, self.workdir).get(m.target, m)
+                       if m.kind == "file" else m for m in self.mounts)
+        return dataclasses.replace(self, uid=uid, mounts=mounts)
+
+    def to_plain(self) -> dict[str, Any]:
+        """The wire form (JSON-ready); :meth:`from_plain` is its inverse."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> Policy:
+        """The policy from :meth:`to_plain`'s form; any other shape is refused."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(plain, dict) or set(plain) != fields:
+            raise ValueError("not a sandbox policy")
+        mounts = tuple(Mount(**m) for m in plain["mounts"])
+        if any(m.kind not in KINDS for m in mounts):
+            raise ValueError("a mount of an unknown kind")
+        return cls(uid=int(plain["uid"]), mounts=mounts,
+                   environment=tuple((str(k), str(v)) for k, v in plain["environment"]),
+                   namespaces=tuple(plain["namespaces"]), cgroups=tuple(plain["cgroups"]),
+                   limits=Limits(**plain["limits"]), hostname=plain["hostname"],
+                   workdir=plain["workdir"])
+
+    def describe(self) -> str:
+        """The policy as a reader checks it against this module: one line per rule."""
+        lines = [f"uid and gid      {self.uid} (job slot n uses {self.uid} + n)",
+                 f"hostname         {self.hostname}",
+                 f"working folder   {self.workdir} (also HOME)",
+                 f"namespaces       {', '.join(self.namespaces)}",
+                 "cgroups          " + ("; ".join(self.cgroups) or "none"), "", "mounts:"]
+        for m in self.mounts:
+            detail = {"tmpfs": f"tmpfs {_size(m.size)}, mode {m.mode:o}",
+                      "bind": f"read-only from {m.source}", "link": f"link to {m.source}",
+                      "hide": "hidden (empty, read-only)", "file": "file (read-only)",
+                      "device": f"device {m.source}", "proc": "proc of its PID namespace",
+                      "work": "the student's files, owned by the sandbox's uid"}[m.kind]
+            lines.append(f"  {m.target:<40} {detail}")
+        lines += ["", "environment:"] + [f"  {k}={v}" for k, v in self.environment]
+        lines += ["", "limits:"] + [f"  {f.name:<18} {getattr(self.limits, f.name)}"
+                                     for f in dataclasses.fields(self.limits)]
+        return "\n".join(lines)
+
+
+def _size(size: int) -> str:
+    return f"{size // MB} MB" if size >= MB else f"{size // 1024} kB"
 
 
 def python_paths() -> list[str]:
     """The Python installation that runs the grader (standard library, site-packages of the
     environment and of its base interpreter) and the folder holding the ``mlmcourse`` package."""
-    import mlmcourse
-
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              sysconfig.get_path("stdlib"), sysconfig.get_path("purelib"),
-             sysconfig.get_path("platlib"), str(Path(mlmcourse.__file__).resolve().parent)}
+             sysconfig.get_path("platlib"), package_folder()}
     return sorted(str(Path(p).resolve()) for p in paths if p)
 
 
+def package_folder() -> str:
+    """The folder of the ``mlmcourse`` package."""
+    import mlmcourse
+
+    return str(Path(mlmcourse.__file__).resolve().parent)
+
+
 def build_policy(uid: int, cgroups: tuple[str, ...], limits: Limits) -> Policy:
-    """The policy of one sandbox: its uid, its cgroup folders and the host paths it may read."""
-    system = [p for p in (*SYSTEM_PATHS, *ETC_FILES) if os.path.lexists(p)]
-    return Policy(uid=uid, readonly_paths=tuple(_outermost(system + python_paths())),
-                  cgroups=cgroups, limits=limits)
+    """The policy of this run's sandboxes on this host: uids from ``uid`` (one per job slot),
+    below the run's ``cgroups``, with ``limits``."""
+    host = [p for p in (*SYSTEM_PATHS, *ETC_FILES) if os.path.lexists(p)]
+    mounts = [Mount("tmpfs", "/", size=limits.root_bytes),
+              # the private /tmp first: a Python installation or checkout under the host's
+              # /tmp is then bound read-only inside it, not hidden by it
+              Mount("tmpfs", "/tmp", size=limits.tmp_bytes, mode=0o1777),
+              Mount("work", WORKDIR, mode=0o700)]
+    for path in _outermost(host + python_paths()):
+        if os.path.islink(path):
+            mounts.append(Mount("link", path, os.readlink(path)))
+        else:
+            mounts.append(Mount("bind", path, path))
+    package = package_folder()
+    mounts += [Mount("hide", os.path.join(package, hidden)) for hidden in HIDDEN_PACKAGE_PATHS
+               if os.path.isdir(os.path.join(package, hidden))]
+    mounts += list(_identity_files(uid, HOSTNAME, WORKDIR).values())
+    mounts.append(Mount("tmpfs", "/dev", size=limits.dev_bytes))
+    mounts += [Mount("device", device, device) for device in DEVICES]
+    mounts += [Mount("link", link, target) for link, target in DEVICE_LINKS]
+    mounts.append(Mount("tmpfs", "/dev/shm", size=limits.shm_bytes, mode=0o1777))
+    mounts.append(Mount("proc", "/proc"))
+    environment = {"PATH": sandbox_path_env(), "HOME": WORKDIR, "TMPDIR": "/tmp",
+                   "MPLCONFIGDIR": WORKDIR, "IPYTHONDIR": f"{WORKDIR}/.ipython",
+                   "USER": "student", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+                   "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+    return Policy(uid=uid, mounts=tuple(mounts), environment=tuple(environment.items()),
+                  namespaces=NAMESPACES, cgroups=cgroups, limits=limits)
+
+
+def _identity_files(uid: int, hostname: str, workdir: str) -> dict[str, Mount]:
+    """``/etc/passwd``, ``/etc/group`` and ``/etc/hostname`` naming only the sandbox's user."""
+    return {m.target: m for m in (
+        Mount("file", "/etc/passwd",
+              content=f"student:x:{uid}:{uid}:student:{workdir}:/usr/sbin/nologin\n"),
+        Mount("file", "/etc/group", content=f"student:x:{uid}:\n"),
+        Mount("file", "/etc/hostname", content=hostname + "\n"))}
 
 
 def _outermost(paths: list[str]) -> list[str]:
@@ -123,14 +267,6 @@ def _outermost(paths: list[str]) -> list[str]:
         if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
             kept.append(path)
     return kept
-
-
-def environment(path_env: str) -> dict[str, str]:
-    """The only environment variables student code sees."""
-    return {"PATH": path_env, "HOME": WORKDIR, "TMPDIR": "/tmp", "MPLCONFIGDIR": WORKDIR,
-            "IPYTHONDIR": f"{WORKDIR}/.ipython", "USER": "student", "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 
 
 def sandbox_path_env() -> str:

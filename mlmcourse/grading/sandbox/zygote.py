@@ -2,13 +2,13 @@
 
 A grading worker forks its zygote right after importing torch, NumPy and IPython and *before*
 it reads any source notebook, so a sandbox (a fork of the zygote) never holds hidden tests or
-reference solutions in its memory. For each submission the worker sends the zygote a policy and
-four file descriptors (requests, replies, output, the student's staged files) over a
-``SOCK_SEQPACKET`` socket; the zygote sets its slot's cgroups up for the sandbox (it lives in
-them itself, see :mod:`~mlmcourse.grading.sandbox.cgroups`), forks the sandbox's kernel into a
-new PID namespace (:mod:`~mlmcourse.grading.sandbox.isolation`), reports its pid, waits for it,
-reads the memory figures of the cgroup, reports how the sandbox ended and kills whatever is left
-but itself.
+reference solutions in its memory. The zygote holds the run's policy from its fork on. For each
+submission the worker sends it four file descriptors (requests, replies, output, the student's
+staged files) over a ``SOCK_SEQPACKET`` socket; the zygote sets its slot's cgroups up for the
+sandbox (it lives in them itself, see :mod:`~mlmcourse.grading.sandbox.cgroups`), forks the
+sandbox's kernel into a new PID namespace (:mod:`~mlmcourse.grading.sandbox.isolation`),
+reports its pid, waits for it, reads the memory figures of the cgroup, reports how the sandbox
+ended and kills whatever is left but itself.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from mlmcourse.grading.sandbox.kernel import make_shell, serve
 from mlmcourse.grading.sandbox.policy import Limits, Policy
 
 CONTROL_BYTES = 1 << 16
-OUTPUT_KEPT = 64 * 1024
-"""Output bytes kept per cell for the autograded notebook (the rest is counted, not kept)."""
+"""The largest message between a worker and its zygote (a pid, an exit report)."""
 
 
 def _ready(fds: list[int], timeout: float, events: int = select.POLLIN) -> set[int]:
@@ -59,32 +58,22 @@ class Exit:
     the sandbox's end was not observed, and the slot needs a new worker."""
 
 
-def policy_to_plain(policy: Policy | None) -> dict | None:
-    return None if policy is None else dataclasses.asdict(policy)
-
-
-def policy_from_plain(plain: dict | None) -> Policy | None:
-    if plain is None:
-        return None
-    return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
-                  cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]))
-
-
-def start_zygote() -> tuple[int, socket.socket]:
-    """Fork the zygote of the calling (warm, not yet secret-holding) worker."""
+def start_zygote(policy: Policy | None) -> tuple[int, socket.socket]:
+    """Fork the zygote of the calling (warm, not yet secret-holding) worker; its sandboxes
+    follow ``policy`` (``None``: no isolation, for ``--no-sandbox``)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         try:
             ours.close()
-            _zygote_main(theirs)
+            _zygote_main(theirs, policy)
         finally:
             os._exit(0)
     theirs.close()
     return pid, ours
 
 
-def _zygote_main(sock: socket.socket) -> None:
+def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -99,8 +88,6 @@ def _zygote_main(sock: socket.socket) -> None:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
         if not message:
             return
-        request = protocol.decode(message)
-        policy = policy_from_plain(request["policy"])
         folders, refusal, kills_before = (), "", 0
         if policy is not None:
             try:
@@ -114,12 +101,12 @@ def _zygote_main(sock: socket.socket) -> None:
         isolated = policy is not None and not refusal
         if isolated:
             try:
-                isolation.new_pid_namespace()
+                isolation.new_pid_namespace(policy)
             except isolation.Refused as exc:
                 isolated, refusal = False, str(exc)
         pid = os.fork()
         if pid == 0:
-            _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno(), refusal)
+            _sandbox_main(shell, policy, fds, sock.fileno(), refusal)
         if isolated:
             try:
                 isolation.restore_pid_namespace(own_pid_namespace)
@@ -178,8 +165,8 @@ def _reap_orphans(seconds: float = 2.0) -> None:
         pass
 
 
-def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[int],
-                  zygote_fd: int, refusal: str) -> None:
+def _sandbox_main(shell: Any, policy: Policy | None, fds: list[int], zygote_fd: int,
+                  refusal: str) -> None:
     """The forked kernel: isolate, then serve the grader's requests."""
     request_fd, reply_fd, output_fd, workdir_fd = fds
     try:
@@ -195,8 +182,8 @@ def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[in
             os.fchdir(workdir_fd)
             os.close(workdir_fd)
         else:
-            isolation.enter_namespaces(refusal)
-            isolation.confine(policy, workdir_fd, path_env)
+            isolation.enter_namespaces(policy, refusal)
+            isolation.confine(policy, workdir_fd)
         protocol.send(reply_fd, ["ready"])
     except BaseException as exc:  # noqa: BLE001 - fail closed: say why, run nothing
         reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
@@ -211,26 +198,26 @@ def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[in
 
 
 class Zygote:
-    """The worker's side of its zygote."""
+    """The worker's side of its zygote, whose sandboxes all follow one policy (given once)."""
 
-    def __init__(self) -> None:
-        self.pid, self.sock = start_zygote()
+    def __init__(self, policy: Policy | None) -> None:
+        self.policy = policy
+        self.limits = policy.limits if policy is not None else Limits()
+        self.pid, self.sock = start_zygote(policy)
 
-    def spawn(self, policy: Policy | None, workdir: str, path_env: str, limits: Limits,
-              deadline: float) -> Sandbox:
+    def spawn(self, workdir: str, deadline: float) -> Sandbox:
         """Fork a sandbox working on a copy of ``workdir`` (``SandboxGone`` if it never starts:
         its reason says which isolation step was refused)."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
         workdir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        message = protocol.encode({"policy": policy_to_plain(policy), "path_env": path_env})
         child_fds = [request_r, reply_w, output_w, workdir_fd]
-        socket.send_fds(self.sock, [message], child_fds)
+        socket.send_fds(self.sock, [b"spawn"], child_fds)
         for fd in child_fds:
             os.close(fd)
         pid = protocol.decode(self.sock.recv(CONTROL_BYTES))
-        sandbox = Sandbox(self, pid, request_w, reply_r, output_r, limits)
+        sandbox = Sandbox(self, pid, request_w, reply_r, output_r, self.limits)
         try:
             ready = sandbox.exchange(None, deadline)
         except SandboxGone:
@@ -341,7 +328,7 @@ class Sandbox:
             if not chunk:
                 return False
             self.output_total += len(chunk)
-            room = max(0, OUTPUT_KEPT - len(self.output))
+            room = max(0, self.limits.output_kept_bytes - len(self.output))
             self.output += chunk[:room]
             if self.output_total > self.limits.output_bytes:
                 self.kill()
