@@ -38,6 +38,7 @@ book: $(STAMP) vendor release _build/.library-stamp
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"

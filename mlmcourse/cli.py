@@ -9,6 +9,9 @@ import argparse
 import importlib
 import sys
 
+GRADING_MODULES = {"nbgrader", "nbformat", "nbclient", "nh3"}
+"""What the ``grade`` extra installs: every sub-command but ``train`` needs it."""
+
 # name -> (module implementing it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlmcourse.train_cli", "train TinyMLM on the shipped corpus and save a checkpoint"),
@@ -44,12 +47,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(next((w for w in words if w in SUBCOMMANDS), ""))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    command = next((w for w in words if w in SUBCOMMANDS), "")
+    try:
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(args._run(args))
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in GRADING_MODULES:
+            raise
+        print(f"mlmcourse {command}: error: this command needs the grading extra ({exc.name} "
+              "is not installed): pip install 'mlmcourse[grade]'", file=sys.stderr)
         return 2
-    return int(args._run(args))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ def unavailable() -> Callable[[str], None]:
     return _unavailable
 
 
+@pytest.fixture(scope="session")
+def needs_root(unavailable: Callable[[str], None]) -> None:
+    """For the sandbox's tests: root (namespaces, cgroups, a uid per submission) or, without it,
+    a skip locally and a failure under CI."""
+    if os.geteuid() != 0:
+        unavailable("the sandbox needs root (namespaces, cgroups, a uid per submission)")
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass

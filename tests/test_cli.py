@@ -39,3 +39,20 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
     result = _run("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_a_grading_command_without_the_grade_extra_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader's install has no nbgrader: ``mlmcourse init`` says which extra to install."""
+    import importlib
+
+    real = importlib.import_module
+
+    def without_nbgrader(name: str, *args: object) -> object:
+        if name == "mlmcourse.grading.cli.init":
+            raise ModuleNotFoundError("No module named 'nbgrader'", name="nbgrader")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_nbgrader)
+    assert main(["init", "course"]) == 2
+    assert "pip install 'mlmcourse[grade]'" in capsys.readouterr().err

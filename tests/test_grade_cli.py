@@ -46,7 +46,7 @@ def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path,
         assert message in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's policy is reserved as root")
+@pytest.mark.usefixtures("needs_root")
 def test_show_policy_prints_what_every_sandbox_gets(capsys: pytest.CaptureFixture[str]) -> None:
     """``--show-policy`` needs no assignment and grades nothing: it prints every mount of the
     policy this host builds, the namespaces, the limits and the cgroups, then releases them."""
@@ -266,7 +266,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+@pytest.mark.usefixtures("needs_root")
 def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) -> None:
     """A slot's zygote shares its cgroup with the sandbox it runs, so a sandbox's memory could
     get it killed: then that submission is ``failed`` (the slot's memory limit named), and the

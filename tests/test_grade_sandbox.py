@@ -21,7 +21,7 @@ from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_poli
 from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+pytestmark = pytest.mark.usefixtures("needs_root")
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,15 @@ def _normalise(requirement: str) -> tuple[str, str]:
     return name, str(req.specifier)
 
 
+def _course_requirements() -> list[str]:
+    """What a course user installs: the dependencies and the grade and book extras."""
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    return project["dependencies"] + extras["grade"] + extras["book"]
+
+
 def test_environment_yml_lists_the_same_dependencies_as_pyproject() -> None:
-    in_pyproject = {_normalise(r) for r in _pyproject()["project"]["dependencies"]}
+    in_pyproject = {_normalise(r) for r in _course_requirements()}
     in_environment = {_normalise(r) for r in _environment_pip_requirements()}
     assert in_environment == in_pyproject, (
         f"only in pyproject.toml: {sorted(in_pyproject - in_environment)}; "
@@ -61,15 +68,26 @@ def test_lock_pins_the_cpu_torch_found_on_disk() -> None:
 
 def test_every_dependency_is_pinned_in_the_lock_and_satisfies_its_range() -> None:
     pins = _lock()
-    project = _pyproject()["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    requirements = _course_requirements() + _pyproject()["project"]["optional-dependencies"]["dev"]
     for text in requirements:
         req = Requirement(text)
         name = re.sub(r"[-_.]+", "-", req.name).lower()
+        if name == "mlmcourse":
+            continue  # the dev extra names the other extras
         assert name in pins, f"{name} is a dependency but has no pin in requirements/lock.txt"
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"lock pins {name}=={pins[name]}, outside pyproject's range {req.specifier}"
         )
+
+
+def test_a_readers_install_does_not_pull_the_grader_nor_the_book() -> None:
+    """Lessons need the library only; the grader (nbgrader) and the book build (Jupyter Book)
+    are extras, which the dev extra brings together."""
+    project = _pyproject()["project"]
+    core = {_normalise(r)[0] for r in project["dependencies"]}
+    assert not core & {"nbgrader", "jupyter-book", "jupyterlab", "nh3", "nbclient"}
+    assert "transformers" in core  # lessons 5 and 8 compare with a library model
+    assert "mlmcourse[grade,book]" in project["optional-dependencies"]["dev"]
 
 
 def test_grader_test_data_stays_out_of_the_package() -> None:
