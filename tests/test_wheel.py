@@ -64,7 +64,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         base = getattr(sys, "_base_executable", sys.executable)
         _run([base, "-m", "venv", str(venv)], work, env)
         _run([str(python), "-m", "pip", "install", "-q", "-c",
-              str(ROOT / "requirements" / "lock.txt"), str(wheel)], work, env)
+              str(ROOT / "requirements" / "lock.txt"), f"{wheel}[grade]"], work, env)
         (venv / ".complete").touch()
     _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
           str(wheel)], work, env)
