@@ -80,7 +80,7 @@ def _class(course: Path, assignment: str, size: int) -> dict[str, dt.datetime]:
 
 
 def _set_due_date(course: Path, assignment: str) -> None:
-    from mlmcourse.grading.gradebook import open_gradebook
+    from mlmcourse.grading.outputs.gradebook import open_gradebook
 
     with open_gradebook(course) as gb:
         gb.update_or_create_assignment(assignment, duedate=DUE)
@@ -88,7 +88,7 @@ def _set_due_date(course: Path, assignment: str) -> None:
 
 def _hand_grade(course: Path, assignment: str, students: list[str]) -> None:
     """Score every written answer of ``students`` by hand, with a comment (as formgrader)."""
-    from mlmcourse.grading.gradebook import open_gradebook
+    from mlmcourse.grading.outputs.gradebook import open_gradebook
 
     with open_gradebook(course) as gb:
         for student in students:
@@ -103,7 +103,7 @@ def _hand_grade(course: Path, assignment: str, students: list[str]) -> None:
 
 
 def _gradebook(course: Path, assignment: str) -> dict[str, dict]:
-    from mlmcourse.grading.gradebook import open_gradebook
+    from mlmcourse.grading.outputs.gradebook import open_gradebook
 
     found = {}
     with open_gradebook(course) as gb:

@@ -90,7 +90,7 @@ def floor(subs: Path, source: Path, jobs: int, settled: bool = False) -> float:
     from IPython.core.inputtransformer2 import TransformerManager
 
     import mlmcourse.grading.misconceptions  # noqa: F401 - warm, as the workers are
-    from mlmcourse.grading.notebook import load_source, plan_submission, read_submission
+    from mlmcourse.grading.inputs.notebook import load_source, plan_submission, read_submission
 
     src = load_source(source)
     for module in src.setup_modules:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from mlmcourse.grading import charts
+from mlmcourse.grading.outputs import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 

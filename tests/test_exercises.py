@@ -27,8 +27,8 @@ from cases import variants as v
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from mlmcourse.grading.cli.check import CellResult, cell_results
-from mlmcourse.grading.cli.release import release
+from mlmcourse.grading.authoring.check import CellResult, cell_results
+from mlmcourse.grading.authoring.release import release
 from mlmcourse.grading.misconceptions import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]

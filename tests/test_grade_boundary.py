@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mlmcourse.grading.cli import grade as grade_cli
-from mlmcourse.grading.collect import discover
+from mlmcourse.grading.inputs.collect import discover
 from mlmcourse.grading.sandbox.policy import FIRST_SANDBOX_UID
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from mlmcourse.grading.cli import grade as grade_cli
-from mlmcourse.grading.collect import UsageError, discover
-from mlmcourse.grading.records import CellResult, Result, Status
+from mlmcourse.grading.inputs.collect import UsageError, discover
+from mlmcourse.grading.model import CellResult, Result, Status
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
@@ -222,7 +222,8 @@ def test_a_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path: Path) -> N
     import threading
 
     from mlmcourse.grading import pipeline
-    from mlmcourse.grading.pool import QUEUED, WorkerPool
+    from mlmcourse.grading.config import QUEUED
+    from mlmcourse.grading.workers.pool import WorkerPool
 
     course = corpus.write_course(tmp_path / "course")
     subs = corpus.write_submissions(tmp_path / "subs", ["honest_1", "honest_2", "always_equal"])
@@ -274,7 +275,7 @@ def test_a_lost_zygote_fails_only_the_submission_it_was_running(tmp_path: Path) 
     import threading
 
     from mlmcourse.grading import pipeline
-    from mlmcourse.grading.pool import WorkerPool
+    from mlmcourse.grading.workers.pool import WorkerPool
 
     course = corpus.write_course(tmp_path / "course")
     subs = corpus.write_submissions(tmp_path / "subs", ["honest_1", "honest_2"])
@@ -328,7 +329,7 @@ def test_every_result_reaches_the_recorder_wherever_the_solution_arrives(
     import queue
 
     from mlmcourse.grading import pipeline
-    from mlmcourse.grading.pool import ResultStream
+    from mlmcourse.grading.workers.pool import ResultStream
 
     students = [_result(f"s{i}") for i in range(4)]
     arrivals = [*students[:solution_at], _result(pipeline.SOLUTION_ID), *students[solution_at:]]
@@ -348,7 +349,8 @@ def test_a_batch_that_cannot_be_stored_whole_is_stored_student_by_student(
     only its own student: the others of its batch are in the gradebook and the result store."""
     from nbgrader.api import Gradebook
 
-    from mlmcourse.grading import gradebook, pipeline
+    from mlmcourse.grading import pipeline
+    from mlmcourse.grading.outputs import gradebook
 
     course = corpus.write_course(tmp_path / "course")
     settings = pipeline.Settings("softmax", tmp_path / "subs", tmp_path / "out", course, 1,

@@ -16,9 +16,9 @@ import pytest
 
 from mlmcourse.grading.sandbox import cgroups, uids
 from mlmcourse.grading.sandbox import policy as policy_module
+from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
 from mlmcourse.grading.sandbox.isolation import cgroup_folders
 from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_policy
-from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("needs_root")

@@ -144,7 +144,7 @@ def _students_submit(course: Path) -> None:
 
 def _score_by_hand(course: Path) -> None:
     """What the instructor does in formgrader: a score and comments for ana's written answer."""
-    from mlmcourse.grading.gradebook import open_gradebook
+    from mlmcourse.grading.outputs.gradebook import open_gradebook
 
     with open_gradebook(course) as gb:
         grade = gb.find_grade("written_no_copy", "ex2_masking", "ex2_masking", "ana")

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from mlmcourse.cli import main
-from mlmcourse.grading import feedback, report
+from mlmcourse.grading.authoring.template import builtin_assignments
 from mlmcourse.grading.cli import grade as grade_cli
-from mlmcourse.grading.collect import discover
 from mlmcourse.grading.course import assignments, find_course
+from mlmcourse.grading.inputs.collect import discover
+from mlmcourse.grading.model import CellResult, Result, Status
+from mlmcourse.grading.outputs import feedback, report
 from mlmcourse.grading.pipeline import with_manual_scores
-from mlmcourse.grading.records import CellResult, Result, Status
-from mlmcourse.grading.template import builtin_assignments
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import corpus  # noqa: E402
@@ -160,7 +160,7 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_a_late_and_a_hand_graded_student_as_nbgrader_sees_them(tmp_path: Path) -> None:
     """Due date in the gradebook, timestamp.txt from nbgrader's exchange, penalty 'zero'; a
     written answer and a comment given in formgrader; then the same grade command again."""
-    from mlmcourse.grading.gradebook import open_gradebook
+    from mlmcourse.grading.outputs.gradebook import open_gradebook
 
     course = corpus.write_course(tmp_path / "course")
     _write(course / "nbgrader_config.py", 'c = get_config()\nc.CourseDirectory.course_id = "t"\n'
@@ -240,7 +240,7 @@ def test_autograded_notebooks_show_why_a_test_failed(tmp_path: Path) -> None:
 def test_the_repositorys_course_is_configured_as_init_makes_one() -> None:
     """``autograder/`` is one course folder like any other: its nbgrader_config.py is the one
     ``mlmcourse init --course-id mlmcourse`` writes (one configuration to maintain)."""
-    from mlmcourse.grading.template import PLACEHOLDER, TEMPLATE
+    from mlmcourse.grading.authoring.template import PLACEHOLDER, TEMPLATE
 
     root = Path(__file__).resolve().parents[1]
     made = (TEMPLATE / "nbgrader_config.py").read_text().replace(PLACEHOLDER, "mlmcourse")

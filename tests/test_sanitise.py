@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from mlmcourse.grading.sanitise import (
+from mlmcourse.grading.outputs.sanitise import (
     MAX_MARKDOWN,
     MAX_SOURCE,
     MAX_TEXT,

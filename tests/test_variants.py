@@ -16,14 +16,14 @@ from pathlib import Path
 import nbformat
 import pytest
 from cases import variants as v
+from mlmcourse.grading.authoring.release import release
 
 from mlmcourse.cli import main
 from mlmcourse.grading import misconceptions, pipeline
-from mlmcourse.grading import variants as var
-from mlmcourse.grading.cli.release import release
+from mlmcourse.grading.authoring import variants as var
+from mlmcourse.grading.authoring.template import PARAMETERS_NAME
 from mlmcourse.grading.course import release_path, source_path
-from mlmcourse.grading.pool import WorkerPool
-from mlmcourse.grading.template import PARAMETERS_NAME
+from mlmcourse.grading.workers.pool import WorkerPool
 
 # two classes' secrets; with one four-option question (exercise 6) two seeds show the right
 # answer under the same letter one time in three: these two differ in every exercise

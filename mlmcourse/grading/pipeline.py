@@ -1,5 +1,14 @@
-"""Grading a class, stage by stage: prepare -> collect -> plan -> check -> execute -> record ->
-report. Each stage is one function; :func:`grade_class` runs them in order.
+"""Grading a class, stage by stage; :func:`grade_class` runs them in this order:
+
+1. :func:`prepare`: check the request and the machine; build the run's sandbox policy
+   (:func:`sandbox_policy`), fail closed;
+2. :func:`collect`: every submission of the assignment;
+3. :func:`plan`: results that can be reused, and a task for each other submission;
+4. :func:`execute`: the workers grade the source solution first (:func:`check_solution` stops
+   the run unless it gets full marks), then the students, in batches as results arrive;
+5. :func:`record`: each batch into the result store, the autograded folder and the gradebook;
+6. :func:`publish`: hand grades and late penalties applied, feedback, ``grades.csv``, report;
+7. :func:`finish`: the run's working folder and cgroups removed, its uids released.
 
 Everything a submission controls is contained to that submission: a step of the trusted side
 that fails on it (storing, the gradebook, the autograded notebook, feedback) makes that student
@@ -19,18 +28,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlmcourse.grading import feedback, report
-from mlmcourse.grading.collect import Submission, UsageError, discover
+from mlmcourse.grading.config import BATCH, CPU_SECONDS_MARGIN, Settings
 from mlmcourse.grading.course import release_path, source_path
-from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_source
-from mlmcourse.grading.pool import ResultStream, WorkerPool
-from mlmcourse.grading.records import Result, Status, Task
+from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
+from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
+from mlmcourse.grading.model import Result, Status, Task
+from mlmcourse.grading.outputs import feedback, report
+from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, uids
 from mlmcourse.grading.sandbox.policy import UID_BLOCK, Limits, Policy, build_policy
-from mlmcourse.grading.store import ResultStore
+from mlmcourse.grading.workers.pool import ResultStream, WorkerPool
 
 if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
-    from mlmcourse.grading import gradebook
+    from mlmcourse.grading.outputs import gradebook
 
 SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
 
@@ -42,19 +52,6 @@ class GradingRefused(Exception):
 class SolutionFails(Exception):
     """The source solution does not get full marks in the sandbox (exit code 3): an environment
     problem that would otherwise turn into students' zeros."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the instructor asked for."""
-
-    assignment: str
-    submissions: Path
-    out: Path
-    course: Path
-    jobs: int
-    timeout: float
-    sandbox: bool = True
 
 
 @dataclass
@@ -106,7 +103,8 @@ def sandbox_policy(timeout: float) -> tuple[Policy, int]:
         os.close(uid_lock)
         raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                              "isolation") from None
-    return build_policy(uid_base, folders, Limits(cpu_seconds=int(timeout) + 10)), uid_lock
+    limits = Limits(cpu_seconds=int(timeout) + CPU_SECONDS_MARGIN)
+    return build_policy(uid_base, folders, limits), uid_lock
 
 
 def release_sandbox(policy: Policy, uid_lock: int) -> None:
@@ -205,9 +203,6 @@ def check_solution(run: Run, result: Result) -> None:
             f"{detail}")
 
 
-BATCH = 64
-"""Most results stored in one gradebook transaction (see :func:`record`)."""
-
 
 def execute(run: Run, stream: ResultStream) -> Iterator[list[Result]]:
     """The students' results in completion order, in batches of those that are ready, once the
@@ -234,7 +229,7 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
     its disk syncs, per batch rather than per student). Contained: if anything fails, each
     result is recorded again on its own, and the one that fails is ``failed`` (written as such
     where possible), never the run or anyone else."""
-    from mlmcourse.grading import gradebook
+    from mlmcourse.grading.outputs import gradebook
 
     try:
         for result in batch:
@@ -267,7 +262,7 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
 
 def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     """Scores given by hand, feedback pages, ``grades.csv`` and the report; returns the rows."""
-    from mlmcourse.grading import gradebook
+    from mlmcourse.grading.outputs import gradebook
 
     rows = []
     assignment, notebook = run.settings.assignment, run.notebook
@@ -342,7 +337,8 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                           run.workroot, run.policy) if tasks else None
         try:
             stream = pool.run([solution_task(run), *tasks]) if pool else None
-            from mlmcourse.grading import gradebook  # imports nbgrader: slow, so after the pool
+            # imports nbgrader: slow, so after the pool has started
+            from mlmcourse.grading.outputs import gradebook
 
             gradebook.backup(settings.course)
             gb = gradebook.open_gradebook(settings.course)

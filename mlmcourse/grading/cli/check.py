@@ -10,36 +10,12 @@ Exit codes: 0 every visible test passes, 1 some fail, 2 the notebook cannot be r
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbformat import NotebookNode
 
-_MISCONCEPTION = re.compile(r"^\[([a-z0-9-]+)\] ")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """The outcome of one test cell: ``error`` is ``""`` when it passed."""
-
-    grade_id: str
-    points: float
-    error: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return not self.error
-
-    @property
-    def misconception(self) -> str | None:
-        """The misconception code the failure names, if any."""
-        match = _MISCONCEPTION.match(self.error.split(": ", 1)[-1])
-        return match.group(1) if match else None
+from mlmcourse.grading.authoring.check import cell_results, execute, summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,53 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds allowed per cell (default 300)"
     )
-
-
-def execute(nb: NotebookNode, cwd: Path, timeout: float = 300) -> NotebookNode:
-    """Run ``nb`` in a fresh kernel started in ``cwd``, letting every cell run after errors."""
-    client = NotebookClient(
-        nb,
-        timeout=int(timeout),
-        allow_errors=True,
-        kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute()
-    return nb
-
-
-def cell_results(nb: NotebookNode) -> list[CellResult]:
-    """The outcome of every test cell of an executed notebook, in notebook order."""
-    results = []
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
-            continue
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        message = ""
-        if errors:
-            message = _ANSI.sub("", f"{errors[0]['ename']}: {errors[0]['evalue']}").strip()
-            message = message or "the cell raised an error"
-        elif not cell.get("execution_count"):
-            message = "the cell did not run"
-        results.append(CellResult(meta.get("grade_id", "?"), float(meta.get("points", 0)), message))
-    return results
-
-
-def summary(results: list[CellResult]) -> str:
-    """A readable per-question report of ``results``: which visible checks pass, and why the
-    others fail. Never a score: the grade also depends on hidden tests and written answers."""
-    lines = []
-    for r in results:
-        lines.append(f"{'passed' if r.passed else 'FAILED':6}  {r.grade_id}")
-        if not r.passed:
-            lines.append(f"        {r.error}")
-    passed = sum(r.passed for r in results)
-    lines.append(
-        f"visible checks: {passed} of {len(results)} passed; the grade also uses hidden tests"
-        " (and written answers are graded by hand)."
-    )
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:

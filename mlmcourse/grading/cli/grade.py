@@ -18,15 +18,13 @@ sandbox cannot be set up, 3 the source solution does not get full marks.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, find_course
-from mlmcourse.grading.pipeline import GradingRefused, Settings, SolutionFails, grade_class
-from mlmcourse.grading.records import Status
-
-DEFAULT_TIMEOUT = 120.0
+from mlmcourse.grading.model import Status
+from mlmcourse.grading.pipeline import GradingRefused, SolutionFails, grade_class
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="where grades.csv, feedback/, report.html and results/ go "
                         "(required)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
                         help="submissions graded in parallel (default: number of CPUs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wall-clock limit per notebook (default: {DEFAULT_TIMEOUT:g})")

@@ -18,8 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlmcourse.grading.template import PARAMETERS_NAME, InitError, create_course
-from mlmcourse.grading.variants import DEFAULT_SEED
+from mlmcourse.grading.authoring.template import PARAMETERS_NAME, InitError, create_course
+from mlmcourse.grading.authoring.variants import DEFAULT_SEED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

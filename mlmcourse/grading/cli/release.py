@@ -7,26 +7,17 @@ holding nbgrader_config.py, else ./autograder. Exit codes: 0 released, 1 nbgrade
 assignment or no course.
 
 The released notebooks carry no parameter specs or templates of the exercises' class variants
-(:mod:`mlmcourse.grading.variants`): those hold the hidden tests' text.
+(:mod:`mlmcourse.grading.authoring.variants`): those hold the hidden tests' text.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-import nbformat
-
-from mlmcourse.grading import variants
-from mlmcourse.grading.course import (
-    CONFIG_NAME,
-    assignments,
-    find_course,
-    put_scripts_on_path,
-    release_path,
-)
+from mlmcourse.grading.authoring.release import release
+from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, release_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,28 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the nbgrader course folder (default: the nearest folder upward "
                         f"holding {CONFIG_NAME}, else ./autograder)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
-
-
-def release(assignment: str, course: Path) -> dict:
-    """Run ``nbgrader generate_assignment`` for one assignment, then take the variants' templates
-    out of the student notebook; nbgrader's result dict."""
-    from nbgrader.apps import NbGraderAPI
-    from traitlets.config.loader import PyFileConfigLoader
-
-    put_scripts_on_path()
-    config = PyFileConfigLoader(CONFIG_NAME, path=str(course)).load_config()
-    config.CourseDirectory.root = str(course)
-    # nbgrader checks the exchange (used by JupyterHub fetch/submit) exists when it starts
-    Path(config.Exchange.root).mkdir(parents=True, exist_ok=True)
-    api = NbGraderAPI(config=config)
-    api.log.setLevel(logging.ERROR)
-    result = api.generate_assignment(assignment, force=True)
-    released = release_path(course, assignment)
-    if result.get("success") and released.is_file():
-        nb = nbformat.read(released, as_version=4)
-        if variants.METADATA_KEY in nb.metadata:
-            nbformat.write(variants.without_templates(nb), released)
-    return result
 
 
 def run(args: argparse.Namespace) -> int:

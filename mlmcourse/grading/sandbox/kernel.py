@@ -103,7 +103,7 @@ def make_shell() -> Any:
     config.InteractiveShell.colors = "nocolor"
     shell = InteractiveShell.instance(config=config)
     shell.input_transformer_manager = quick_transformer()
-    shell.should_run_async = quick_async_check(shell.should_run_async)
+    shell.should_run_async = quick_async_check(shell.should_run_async)  # type: ignore[method-assign]
     return shell
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlmcourse.grading.notebook import (
+from mlmcourse.grading.inputs.notebook import (
     Cell,
     SourceNotebook,
     Step,
@@ -34,10 +34,10 @@ from mlmcourse.grading.notebook import (
     referenced_names,
     written_answer_given,
 )
-from mlmcourse.grading.records import CellResult, Failure, Result, Status, Task
+from mlmcourse.grading.model import CellResult, Failure, Result, Status, Task
 from mlmcourse.grading.sandbox import protocol
+from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
 from mlmcourse.grading.sandbox.policy import Limits
-from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, describe_exit
 
 MAX_CELL_OUTPUT_CHARS = 20_000
 MAX_MESSAGE_CHARS = 600
@@ -166,30 +166,30 @@ class GradingRun:
 
     def request(self, message: list, *, strict: bool = False) -> Any:
         if self.sandbox is None:
-            raise SandboxGone(self.dead_reason)
+            raise SandboxGone(self.dead, self.dead_reason)
         if strict:
             protocol.encode(message)  # raises TypeError on non-plain arguments, before sending
         try:
             return self.sandbox.exchange(message, self.deadline)
         except SandboxGone as exc:
-            self.stop(str(exc))
-            raise SandboxGone(self.dead_reason) from None
+            self.stop(exc.failure, str(exc))
+            raise SandboxGone(self.dead, self.dead_reason) from None
 
-    def stop(self, what: str) -> None:
-        """The sandbox is gone (or must go): record why, in the instructor's words."""
-        grace = 2.0 if what == "exited" else 0.0
+    def stop(self, failure: Failure, what: str) -> None:
+        """The sandbox is gone (or must go) for ``failure``: record why, in the instructor's
+        words."""
+        grace = 2.0 if failure == Failure.EXITED else 0.0
         exit = self.sandbox.close(grace) if self.sandbox is not None else None
         self.sandbox = None
-        if what == "timeout":
-            self.dead, self.dead_reason = Failure.TIMEOUT, f"timeout after {self.timeout:g} s"
-        elif what == "output limit":
-            self.dead = Failure.OUTPUT
+        if failure == Failure.TIMEOUT:
+            self.dead, self.dead_reason = failure, f"timeout after {self.timeout:g} s"
+        elif failure == Failure.OUTPUT:
+            self.dead = failure
             self.dead_reason = f"output limit {self.limits.output_bytes / 2**20:g} MB exceeded"
-        elif what == "exited" and exit is not None:
-            kind, self.dead_reason = describe_exit(exit, self.limits)
-            self.dead = Failure(kind)
-        else:  # a reply the grader refuses (its message says why)
-            self.dead, self.dead_reason = Failure.REPLY, what
+        elif failure == Failure.EXITED and exit is not None:
+            self.dead, self.dead_reason = describe_exit(exit, self.limits)
+        else:  # a reply the grader refuses, or a set-up refused (its message says why)
+            self.dead, self.dead_reason = failure, what
 
     def value_or_raise(self, reply: Any) -> Any:
         if not isinstance(reply, list) or not reply:
@@ -299,7 +299,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
     except SandboxGone as exc:
         result.message = f"not graded: {exc}"
     except DeadlinePassed:
-        run.stop("timeout")
+        run.stop(Failure.TIMEOUT, "timeout")
         result.message = f"not graded: {run.dead_reason}"
     except MemoryError:
         failure = ("MemoryError", "the test ran out of memory working on the submission's "
@@ -365,7 +365,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         try:
             run.sandbox = zygote.spawn(str(workdir), deadline)
         except SandboxGone as exc:
-            run.dead, run.dead_reason = Failure.SANDBOX, str(exc)
+            run.dead, run.dead_reason = exc.failure, str(exc)
         if not run.dead_reason:
             _run_steps(run, steps, result)
             _collect_answers(run, result)
@@ -373,8 +373,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
             ended = run.sandbox.close()
             run.sandbox = None
             if ended.zygote_lost and not run.dead_reason:
-                kind, run.dead_reason = describe_exit(ended, limits)
-                run.dead = Failure(kind)
+                run.dead, run.dead_reason = describe_exit(ended, limits)
         _conclude(run, result)
     finally:
         if run.sandbox is not None:

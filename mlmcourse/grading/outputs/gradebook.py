@@ -30,10 +30,10 @@ from nbgrader.api import (
 )
 from sqlalchemy import bindparam, insert, select, update
 
-from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.course import put_scripts_on_path
-from mlmcourse.grading.records import Result, Status
-from mlmcourse.grading.sanitise import neutralise_notebook
+from mlmcourse.grading.model import Result, Status
+from mlmcourse.grading.outputs.atomic import write_atomic
+from mlmcourse.grading.outputs.sanitise import neutralise_notebook
 
 
 def db_path(course: Path) -> Path:

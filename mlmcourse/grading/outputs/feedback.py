@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.misconceptions import CATALOGUE
-from mlmcourse.grading.records import CellResult, Result
+from mlmcourse.grading.model import CellResult, Result
+from mlmcourse.grading.outputs.atomic import write_atomic
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;line-height:1.5}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlmcourse.grading.atomic import write_atomic
-from mlmcourse.grading.records import Result
+from mlmcourse.grading.model import Result
+from mlmcourse.grading.outputs.atomic import write_atomic
 
 RESULT_FORMAT = 4
 

@@ -2,9 +2,10 @@
 
 Files are not synced to disk one by one: every file the grader writes is derived (from the
 submissions, the source and the gradebook) and written again by the next run, and a result file
-left unreadable by a machine crash is graded again (:class:`~mlmcourse.grading.store.ResultStore`
-reuses only readable, matching results). The one store holding work that cannot be derived, the
-gradebook with the scores given by hand, is SQLite's, which syncs each transaction.
+left unreadable by a machine crash is graded again
+(:class:`~mlmcourse.grading.outputs.store.ResultStore` reuses only readable, matching results). The
+one store holding work that cannot be derived, the gradebook with the scores given by hand, is
+SQLite's, which syncs each transaction.
 """
 
 from __future__ import annotations

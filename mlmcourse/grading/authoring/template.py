@@ -6,8 +6,9 @@ instructor writes them (copied from ``autograder/source`` when the wheel is buil
 ``setup.py``). Run from a checkout, the exercises are read from ``autograder/source`` directly.
 
 Each exercise is written rendered with the parameters drawn from the course's seed
-(:mod:`mlmcourse.grading.variants`; the default seed gives the published exercises), without the
-templates, and the drawn values are recorded in ``parameters.json`` (the seed itself never is).
+(:mod:`mlmcourse.grading.authoring.variants`; the default seed gives the published exercises),
+without the templates, and the drawn values are recorded in ``parameters.json`` (the seed
+itself never is).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from mlmcourse.grading import variants
+from mlmcourse.grading.authoring import variants
 from mlmcourse.grading.course import CONFIG_NAME, source_path
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "course_template"

@@ -16,10 +16,10 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from mlmcourse.grading import charts
-from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.misconceptions import CATALOGUE
-from mlmcourse.grading.records import Failure, Result, Status
+from mlmcourse.grading.model import Failure, Result, Status
+from mlmcourse.grading.outputs import charts
+from mlmcourse.grading.outputs.atomic import write_atomic
 
 FIXED_COLUMNS = ["student_id", "status", "reason", "score", "max_score"]
 # after the per-cell columns: when it was handed in and what lateness cost (as nbgrader export),
