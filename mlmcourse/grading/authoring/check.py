@@ -11,6 +11,8 @@ from pathlib import Path
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
+from mlmcourse.grading.inputs.notebook import parse_cells
+
 _MISCONCEPTION = re.compile(r"^\[([a-z0-9-]+)\] ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -50,9 +52,8 @@ def execute(nb: NotebookNode, cwd: Path, timeout: float = 300) -> NotebookNode:
 def cell_results(nb: NotebookNode) -> list[CellResult]:
     """The outcome of every test cell of an executed notebook, in notebook order."""
     results = []
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+    for parsed, cell in zip(parse_cells(nb), nb.cells, strict=True):
+        if not parsed.is_test:
             continue
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         message = ""
@@ -61,7 +62,7 @@ def cell_results(nb: NotebookNode) -> list[CellResult]:
             message = message or "the cell raised an error"
         elif not cell.get("execution_count"):
             message = "the cell did not run"
-        results.append(CellResult(meta.get("grade_id", "?"), float(meta.get("points", 0)), message))
+        results.append(CellResult(parsed.grade_id or "?", parsed.points, message))
     return results
 
 

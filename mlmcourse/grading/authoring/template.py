@@ -22,8 +22,10 @@ import nbformat
 from mlmcourse.grading.authoring import variants
 from mlmcourse.grading.course import CONFIG_NAME, source_path
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "course_template"
-CHECKOUT_SOURCES = Path(__file__).resolve().parents[2] / "autograder" / "source"
+PACKAGE = Path(__file__).resolve().parents[2]
+"""The ``mlmcourse`` package folder."""
+TEMPLATE = PACKAGE / "course_template"
+CHECKOUT_SOURCES = PACKAGE.parent / "autograder" / "source"
 PLACEHOLDER = "__COURSE_ID__"
 PARAMETERS_NAME = "parameters.json"
 COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

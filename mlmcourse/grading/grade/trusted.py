@@ -35,6 +35,7 @@ from mlmcourse.grading.inputs.notebook import (
     written_answer_given,
 )
 from mlmcourse.grading.model import CellResult, Failure, Result, Status, Task
+from mlmcourse.grading.outputs.autograded import autograded_notebook
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
 from mlmcourse.grading.sandbox.policy import Limits
@@ -432,33 +433,3 @@ def _conclude(run: GradingRun, result: Result) -> None:
         result.status, result.reason = Status.NEEDS_MANUAL, "written answers to grade by hand"
     else:
         result.status = Status.GRADED
-
-
-def autograded_notebook(nb: dict, source: SourceNotebook, outputs: dict[int, list[dict]]) -> dict:
-    """The notebook formgrader shows, built afresh: the submission's cell sources and kinds,
-    the source's nbgrader metadata and locked cells, the grading outputs, and nothing else of
-    what the student's file carried (metadata, attachments, outputs)."""
-    originals = source.by_id()
-    cells = []
-    executed = 0
-    for index, cell in enumerate(nb.get("cells", [])):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        original = originals.get(meta.get("grade_id")) if isinstance(meta, dict) else None
-        text = cell.get("source", "")
-        text = "".join(t for t in text if isinstance(t, str)) if isinstance(text, list) else text
-        kind = "markdown" if cell.get("cell_type") == "markdown" else \
-            "code" if cell.get("cell_type") == "code" else "raw"
-        new: dict[str, Any] = {"cell_type": kind, "id": f"cell-{index}", "metadata": {},
-                               "source": text if isinstance(text, str) else ""}
-        if original is not None:
-            new["metadata"]["nbgrader"] = source.nbgrader_metadata(original.grade_id)
-            new["id"] = original.cell_id or new["id"]
-            if original.locked:
-                new["source"] = original.source
-        if kind == "code":  # numbered as a kernel running the notebook top to bottom would
-            executed += 1
-            new["outputs"] = outputs.get(index, [])
-            new["execution_count"] = executed
-        cells.append(new)
-    return {"cells": cells, "metadata": source.notebook_metadata, "nbformat": 4,
-            "nbformat_minor": 5}

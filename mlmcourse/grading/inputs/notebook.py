@@ -107,7 +107,10 @@ class SourceNotebook:
 
 
 def _source_text(raw: Any) -> str:
-    return "".join(raw) if isinstance(raw, list) else str(raw or "")
+    """A cell's source as text: a list's strings joined (anything else in it dropped)."""
+    if isinstance(raw, list):
+        return "".join(part for part in raw if isinstance(part, str))
+    return raw if isinstance(raw, str) else ""
 
 
 def parse_cells(nb: dict) -> list[Cell]:
