@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+MAX_MESSAGE_CHARS = 600
+"""The longest message a cell's result carries (an exception's text from the sandbox, a test's
+failure): the one limit, applied where a message is made and where it is received."""
+
 
 class Status(StrEnum):
     """Where a student's submission stands."""

@@ -34,14 +34,13 @@ from mlmcourse.grading.inputs.notebook import (
     referenced_names,
     written_answer_given,
 )
-from mlmcourse.grading.model import CellResult, Failure, Result, Status, Task
+from mlmcourse.grading.model import MAX_MESSAGE_CHARS, CellResult, Failure, Result, Status, Task
 from mlmcourse.grading.outputs.autograded import autograded_notebook
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
 from mlmcourse.grading.sandbox.policy import Limits
 
 MAX_CELL_OUTPUT_CHARS = 20_000
-MAX_MESSAGE_CHARS = 600
 TRUSTED_MEMORY_BYTES = 2 * 1024**3
 """Memory a test may add to the worker while it works on one submission's values."""
 _MEMORY_HINTS = ("memoryerror", "can't allocate memory", "cannot allocate memory",

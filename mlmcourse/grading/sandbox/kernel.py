@@ -20,9 +20,9 @@ import re
 import sys
 from typing import Any
 
+from mlmcourse.grading.model import MAX_MESSAGE_CHARS
 from mlmcourse.grading.sandbox import protocol
 
-MAX_MESSAGE_CHARS = 2000
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
