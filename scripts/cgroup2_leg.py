@@ -264,29 +264,44 @@ def debian_kernel() -> Path:
 
 
 def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> int:
-    """Run :func:`inside` in the VM (output to ``shared/vm.log``); returns its exit code, or
-    124 if the VM outlived :data:`VM_SECONDS` (then it is killed)."""
+    """Run :func:`inside` in the VM, showing its output (``shared/vm.log``) as it comes; returns
+    its exit code, or 124 if the VM outlived :data:`VM_SECONDS` (then it is killed)."""
+    log = shared / "vm.log"
     inner = shlex.join([python, str(Path(__file__).resolve()),
                         "--inside", str(shared), "--checkout", str(checkout), "--python", python])
     command = [str(vng), "--disable-kvm", "--run", str(kernel), "--memory", VM_MEMORY,
                "--cpus", str(VM_CPUS), "--rwdir", str(shared),
-               "--exec", f"{inner} > {shlex.quote(str(shared / 'vm.log'))} 2>&1"]
+               "--exec", f"{inner} > {shlex.quote(str(log))} 2>&1"]
     # vng runs QEMU and virtme-run, which it finds on PATH
     env = {**os.environ, "PATH": f"{vng.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    vm = subprocess.Popen(command, cwd=checkout, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          start_new_session=True)
-    try:
-        console, _ = vm.communicate(timeout=VM_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(vm.pid, signal.SIGKILL)
-        console, _ = vm.communicate()
-        print(f"cgroup2 leg: the VM ran longer than {VM_SECONDS} s and was killed")
-        vm.returncode = 124
-    if vm.returncode != 0 and not (shared / "vm.json").exists():
+    console = shared / "console.log"
+    with console.open("wb") as sink:
+        vm = subprocess.Popen(command, cwd=checkout, env=env, stdin=subprocess.DEVNULL,
+                              stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline, shown = time.monotonic() + VM_SECONDS, 0
+    while True:
+        try:
+            code = vm.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if log.exists():
+            with log.open("rb") as handle:
+                handle.seek(shown)
+                new = handle.read()
+            shown += len(new)
+            print(new.decode(errors="replace"), end="", flush=True)
+        if code is not None:
+            break
+        if time.monotonic() > deadline:
+            os.killpg(vm.pid, signal.SIGKILL)
+            vm.wait()
+            print(f"cgroup2 leg: the VM ran longer than {VM_SECONDS} s and was killed")
+            code = 124
+            break
+    if code != 0 and not (shared / "vm.json").exists():
         print("--- the VM's console (last lines)")
-        print(console.decode(errors="replace")[-3000:])
-    return vm.returncode
+        print(console.read_bytes()[-3000:].decode(errors="replace"))
+    return code
 
 
 def main() -> int:
@@ -327,8 +342,6 @@ def main() -> int:
     start = time.monotonic()
     code = boot(vng, kernel, checkout, python, shared)
     times["VM in all"] = time.monotonic() - start
-    if (shared / "vm.log").exists():
-        print((shared / "vm.log").read_text(errors="replace"), end="")
     report = json.loads((shared / "vm.json").read_text()) if (shared / "vm.json").exists() else {}
     if not report:
         problems.append(f"the VM exited with {code} before its first step")
