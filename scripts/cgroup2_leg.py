@@ -152,12 +152,19 @@ def check_class(graded: dict) -> list[str]:
 
 def compare(vm: dict, host: dict) -> list[str]:
     """Students whose status, failure kind, score or per-cell points differ between hosts."""
-    keys = ("status", "failure", "score", "cells")
+    keys = ("status", "failure", "score")
     problems = []
     for name in sorted(set(vm["students"]) | set(host["students"])):
-        a, b = vm["students"].get(name, {}), host["students"].get(name, {})
-        if {k: a.get(k) for k in keys} != {k: b.get(k) for k in keys}:
-            problems.append(f"{name}: in the VM {a}, on the host {b}")
+        a, b = vm["students"].get(name), host["students"].get(name)
+        if a is None or b is None:
+            problems.append(f"{name}: graded {'on the host' if a is None else 'in the VM'} only")
+            continue
+        a, b = {**a, **a["cells"]}, {**b, **b["cells"]}
+        names = dict.fromkeys((*keys, *a["cells"], *b["cells"]))
+        differ = [k for k in names if a.get(k) != b.get(k)]
+        if differ:
+            problems.append(f"{name}: " + ", ".join(f"{k} {a.get(k)!r} in the VM, {b.get(k)!r} "
+                                                    "on the host" for k in differ))
     return problems
 
 
