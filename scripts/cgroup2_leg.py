@@ -56,6 +56,9 @@ VNG_HOME = Path(os.environ.get("MLMCOURSE_VNG", Path.home() / ".cache" / "mlmcou
 VM_MEMORY, VM_CPUS = "4G", 2
 VM_SECONDS = 900  # the whole VM, boot to power-off; the leg's budget in CI is about 15 minutes
 GRADE_TIMEOUT = 120  # per notebook, both hosts (the default of `mlmcourse grade`)
+# folders that virtme-ng mounts afresh in the VM (tmpfs): the host's files there are not seen
+HIDDEN_IN_VM = [Path(p) for p in ("/run", "/dev/shm", "/var/tmp", "/var/log", "/var/cache",
+                                  "/var/lib/apt", "/var/lib/private")]
 # the controllers a v2 grader needs in the VM's root cgroup
 CONTROLLERS = {"cpu", "memory", "pids"}
 
@@ -328,6 +331,10 @@ def main() -> int:
         parser.error("the leg needs root (packages, the sandbox)")
     if not Path(python).exists():
         parser.error(f"{python} does not exist: run `make env` in {checkout} first")
+    for path in (checkout, Path(python).resolve()):
+        if any(path.is_relative_to(top) for top in HIDDEN_IN_VM):
+            parser.error(f"{path} is in a folder the VM replaces with an empty one "
+                         f"({', '.join(map(str, HIDDEN_IN_VM))}): use a checkout elsewhere")
 
     times: dict[str, float] = {}
     start = time.monotonic()
@@ -343,7 +350,7 @@ def main() -> int:
     times["host class"] = time.monotonic() - start
     problems += [f"host: {p}" for p in check_class(host)]
 
-    shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-"))
+    shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-", dir="/tmp"))  # seen in the VM
     print(f"== the VM ({kernel.name}, {VM_CPUS} CPUs, {VM_MEMORY}, no KVM; files in {shared})",
           flush=True)
     start = time.monotonic()
