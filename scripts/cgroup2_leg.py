@@ -1,0 +1,389 @@
+"""The grader on a cgroup-v2-only kernel: a CI leg that boots Debian's stock kernel in a VM.
+
+Most machines an instructor has mount cgroup **v2 only**; the machines this project is developed
+on are hybrid (v1 and v2). This leg boots Debian's own kernel (``linux-image-amd64``) with
+virtme-ng under QEMU, over this machine's file system (read-only, except one shared folder), and
+runs there, as root with ``CI`` set:
+
+1. a check that the VM really is cgroup-v2-only (cgroup2 at ``/sys/fs/cgroup`` with the ``cpu``,
+   ``memory`` and ``pids`` controllers, no cgroup v1 hierarchy, this process in the v2 tree);
+2. the sandbox tests, ``pytest tests/test_grade_sandbox.py``;
+3. ``mlmcourse grade`` on a small hostile class (:data:`CLASS`: honest and blank students, a
+   memory hog, a fork bomb, busy children, a kill of everything, ...), built from the test corpora
+   ``tests/hostile/corpus.py`` and ``tests/hostile/trial.py``.
+
+The same class is graded on this host too, and each student's status, failure kind, score and
+per-cell points must be identical on both and as :data:`CLASS` expects. The leg prints the time
+of each step and exits 1 if anything failed (2 if it could not start: a missing tool, a bad
+argument).
+
+What a fresh machine lacks is installed first: the Debian packages :data:`APT_PACKAGES` and
+virtme-ng (:data:`VIRTME_NG`) in its own virtual environment, ``~/.cache/mlmcourse/vng``
+(``MLMCOURSE_VNG`` overrides the folder). QEMU runs without KVM (``--disable-kvm``): with KVM the
+boot hangs on these machines, and software emulation is roughly ten times slower, which is why
+the class is small.
+
+Usage (as root, from anywhere)::
+
+    python3 scripts/cgroup2_leg.py                  # this checkout, with its .venv/bin/python
+    python3 scripts/cgroup2_leg.py --checkout DIR --python PY
+
+The script itself needs only the standard library; the grader runs with ``--python`` (default
+``CHECKOUT/.venv/bin/python``), and ``CHECKOUT`` comes first on its ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+APT_PACKAGES = ["qemu-system-x86", "linux-image-amd64", "busybox-static"]
+VIRTME_NG = "virtme-ng==1.42"
+VNG_HOME = Path(os.environ.get("MLMCOURSE_VNG", Path.home() / ".cache" / "mlmcourse" / "vng"))
+VM_MEMORY, VM_CPUS = "4G", 2
+VM_SECONDS = 900  # the whole VM, boot to power-off; the leg's budget in CI is about 15 minutes
+GRADE_TIMEOUT = 120  # per notebook, both hosts (the default of `mlmcourse grade`)
+# folders that virtme-ng mounts afresh in the VM (tmpfs): the host's files there are not seen
+HIDDEN_IN_VM = [Path(p) for p in ("/run", "/dev/shm", "/var/tmp", "/var/log", "/var/cache",
+                                  "/var/lib/apt", "/var/lib/private")]
+# the controllers a v2 grader needs in the VM's root cgroup
+CONTROLLERS = {"cpu", "memory", "pids"}
+
+# student -> (status, score) or ("failed", a regular expression the reason must match); the
+# assignment is trial.py's softmax (4 auto-graded points, one written answer)
+CLASS: dict[str, tuple[str, object]] = {
+    "honest_a": ("graded", 4.0),
+    "honest_b": ("needs_manual", 4.0),
+    "blank_release": ("graded", 0.0),
+    "memory_hog": ("failed", "memory limit"),
+    "fork_bomb": ("graded", 4.0),
+    "busy_children": ("graded", 4.0),
+    "kill_everything": ("graded", 4.0),
+    "kill_parent": ("graded", 4.0),
+    "os_exit": ("failed", "exited"),
+}
+
+
+# --- the class, on either host -----------------------------------------------------------------
+
+def write_class(checkout: Path, work: Path) -> tuple[Path, Path]:
+    """The course (``work/course``) and one folder per student of :data:`CLASS`
+    (``work/subs``), from the checkout's hostile corpora."""
+    sys.path.insert(0, str(checkout / "tests" / "hostile"))
+    import corpus
+    import trial
+
+    course = trial.write_course(work / "course")
+    subs = work / "subs"
+    everything = {**corpus.attacks(trial.source_notebook()), **trial.attacks()}
+    values = {"course": course, "out": work / "out", "submissions": subs, "repo": checkout}
+    for name in CLASS:
+        data = json.dumps(everything[name]).encode()
+        for key, value in values.items():
+            data = data.replace(("{" + key + "}").encode(), str(value).encode())
+        (subs / name).mkdir(parents=True)
+        (subs / name / "softmax.ipynb").write_bytes(data)
+    return course, subs
+
+
+def grade_class(checkout: Path, python: str, work: Path) -> dict:
+    """Grade :data:`CLASS` with ``mlmcourse grade``: the exit code, its error output's last
+    lines, and per student the status, failure kind, reason, score and per-cell points."""
+    course, subs = write_class(checkout, work)
+    out = work / "out"
+    command = [python, "-m", "mlmcourse", "grade", "softmax", str(subs), "--out", str(out),
+               "--course", str(course), "--jobs", "2", "--timeout", str(GRADE_TIMEOUT)]
+    done = subprocess.run(command, cwd=checkout, env=grader_env(checkout), text=True,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    print(done.stdout[-4000:], end="", flush=True)  # the progress bar, the summary, errors
+    grades = out / "grades.csv"
+    if not grades.exists():
+        last = [line for line in done.stdout.splitlines() if "grading softmax:" not in line]
+        return {"exit": done.returncode, "error": "\n".join(last[-5:]), "students": {}}
+    with grades.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        cells = header[header.index("max_score") + 1:header.index("submitted_at")]
+        students = {r["student_id"]: {"status": r["status"], "failure": r["failure"],
+                                      "reason": r["reason"], "score": r["score"],
+                                      "cells": {c: r[c] for c in cells}} for r in reader}
+    return {"exit": done.returncode, "error": "", "students": students}
+
+
+def grader_env(checkout: Path) -> dict[str, str]:
+    """The environment the grader and pytest run with: CI set (a missing tool fails a test
+    instead of skipping it), the checkout first on ``sys.path``, no bytecode written."""
+    return {**os.environ, "CI": "true", "PYTHONPATH": str(checkout),
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def check_class(graded: dict) -> list[str]:
+    """What is wrong with one host's grading of :data:`CLASS` (empty if nothing)."""
+    if graded["exit"] not in (0, 1) or not graded["students"]:
+        return [f"mlmcourse grade exited with {graded['exit']} and graded nobody:\n"
+                f"{graded['error'].strip()}"]
+    problems = []
+    students = graded["students"]
+    if set(students) != set(CLASS):
+        problems.append(f"students graded {sorted(students)}, expected {sorted(CLASS)}")
+    for name, (status, expected) in CLASS.items():
+        row = students.get(name)
+        if row is None:
+            continue
+        if status == "failed":
+            ok = row["status"] == "failed" and re.search(str(expected), row["reason"])
+        else:
+            ok = row["status"] == status and float(row["score"] or "nan") == expected
+        if not ok:
+            problems.append(f"{name}: expected {status} {expected}, got {row}")
+    return problems
+
+
+def compare(vm: dict, host: dict) -> list[str]:
+    """Students whose status, failure kind, score or per-cell points differ between hosts."""
+    keys = ("status", "failure", "score")
+    problems = []
+    for name in sorted(set(vm["students"]) | set(host["students"])):
+        a, b = vm["students"].get(name), host["students"].get(name)
+        if a is None or b is None:
+            problems.append(f"{name}: graded {'on the host' if a is None else 'in the VM'} only")
+            continue
+        a, b = {**a, **a["cells"]}, {**b, **b["cells"]}
+        names = dict.fromkeys((*keys, *a["cells"], *b["cells"]))
+        differ = [k for k in names if a.get(k) != b.get(k)]
+        if differ:
+            problems.append(f"{name}: " + ", ".join(f"{k} {a.get(k)!r} in the VM, {b.get(k)!r} "
+                                                    "on the host" for k in differ))
+    return problems
+
+
+# --- inside the VM -----------------------------------------------------------------------------
+
+def cgroup2_only() -> list[str]:
+    """Why this kernel is not a cgroup-v2-only one (empty if it is)."""
+    problems = []
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    v1 = [m[1] for m in mounts if m[2] == "cgroup"]
+    if v1:
+        problems.append(f"cgroup v1 hierarchies are mounted: {', '.join(v1)}")
+    if not any(m[1] == "/sys/fs/cgroup" and m[2] == "cgroup2" for m in mounts):
+        problems.append("/sys/fs/cgroup is not a cgroup2 mount")
+    membership = Path("/proc/self/cgroup").read_text().split()
+    if not membership or any(not line.startswith("0::") for line in membership):
+        problems.append(f"this process is in v1 hierarchies: {membership}")
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    have = set(controllers.read_text().split()) if controllers.exists() else set()
+    if CONTROLLERS - have:
+        problems.append(f"cgroup v2 lacks the controllers {sorted(CONTROLLERS - have)}")
+    return problems
+
+
+def inside(checkout: Path, python: str, shared: Path) -> int:
+    """The VM's part: the three steps, each timed; ``shared/vm.json`` gets their outcome and the
+    class's grades. Returns the exit code."""
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="mlmcourse-home-")  # the host's is read-only
+    report: dict = {"uptime_at_start": float(Path("/proc/uptime").read_text().split()[0]),
+                    "kernel": os.uname().release, "steps": {}}
+
+    def step(name: str, run: Callable[[], list[str]]) -> bool:
+        print(f"== {name}", flush=True)
+        start = time.monotonic()
+        try:
+            problems = run()
+        except Exception as exc:  # a broken step is reported like a failed one
+            problems = [f"{type(exc).__name__}: {exc}"]
+        report["steps"][name] = {"seconds": round(time.monotonic() - start, 1),
+                                 "problems": problems}
+        (shared / "vm.json").write_text(json.dumps(report, indent=1))
+        for problem in problems:
+            print(f"FAILED {name}: {problem}", flush=True)
+        return not problems
+
+    def sandbox_tests() -> list[str]:
+        command = [python, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider",
+                   "tests/test_grade_sandbox.py"]
+        done = subprocess.run(command, cwd=checkout, env=grader_env(checkout), text=True,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+        print(done.stdout, end="", flush=True)
+        if done.returncode == 0:
+            return []
+        lines = done.stdout.splitlines()
+        errors = list(dict.fromkeys(line for line in lines if line.startswith("E ")))[:3]
+        return [f"pytest exited with {done.returncode}: {lines[-1] if lines else ''}", *errors]
+
+    def hostile_class() -> list[str]:
+        work = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-"))
+        report["class"] = grade_class(checkout, python, work)
+        return check_class(report["class"])
+
+    if step("cgroup2-only", cgroup2_only):
+        step("sandbox tests", sandbox_tests)
+        step("hostile class", hostile_class)
+    (shared / "vm.json").write_text(json.dumps(report, indent=1))
+    return 0 if all(not s["problems"] for s in report["steps"].values()) else 1
+
+
+# --- on the host -------------------------------------------------------------------------------
+
+def install_missing() -> Path:
+    """Install the Debian packages and virtme-ng if missing; returns the ``vng`` program."""
+    missing = [p for p in APT_PACKAGES if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
+    ).stdout != "install ok installed"]
+    if missing:
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=apt, stdin=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=apt,
+                       stdin=subprocess.DEVNULL)
+    vng = VNG_HOME / "bin" / "vng"
+    if not vng.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VNG_HOME)], check=True)
+        subprocess.run([str(VNG_HOME / "bin" / "pip"), "install", "-q", VIRTME_NG], check=True,
+                       stdin=subprocess.DEVNULL)
+    return vng
+
+
+def debian_kernel() -> Path:
+    """The newest Debian kernel image in ``/boot`` (``MLMCOURSE_VM_KERNEL`` overrides)."""
+    if os.environ.get("MLMCOURSE_VM_KERNEL"):
+        return Path(os.environ["MLMCOURSE_VM_KERNEL"])
+
+    def version(path: Path) -> list[int]:
+        return [int(n) for n in re.findall(r"\d+", path.name)]
+
+    images = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=version)
+    if not images:
+        raise SystemExit("cgroup2 leg: no /boot/vmlinuz-*-amd64 although linux-image-amd64 is "
+                         "installed")
+    return images[-1]
+
+
+def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> int:
+    """Run :func:`inside` in the VM, showing its output (``shared/vm.log``) as it comes; returns
+    its exit code, or 124 if the VM outlived :data:`VM_SECONDS` (then it is killed)."""
+    log = shared / "vm.log"
+    inner = shlex.join([python, str(Path(__file__).resolve()),
+                        "--inside", str(shared), "--checkout", str(checkout), "--python", python])
+    command = [str(vng), "--disable-kvm", "--run", str(kernel), "--memory", VM_MEMORY,
+               "--cpus", str(VM_CPUS), "--rwdir", str(shared),
+               "--exec", f"{inner} > {shlex.quote(str(log))} 2>&1"]
+    # vng runs QEMU and virtme-run, which it finds on PATH
+    env = {**os.environ, "PATH": f"{vng.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    console = shared / "console.log"
+    with console.open("wb") as sink:
+        vm = subprocess.Popen(command, cwd=checkout, env=env, stdin=subprocess.DEVNULL,
+                              stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline, shown = time.monotonic() + VM_SECONDS, 0
+    while True:
+        try:
+            code = vm.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if log.exists():
+            with log.open("rb") as handle:
+                handle.seek(shown)
+                new = handle.read()
+            shown += len(new)
+            print(new.decode(errors="replace"), end="", flush=True)
+        if code is not None:
+            break
+        if time.monotonic() > deadline:
+            os.killpg(vm.pid, signal.SIGKILL)
+            vm.wait()
+            print(f"cgroup2 leg: the VM ran longer than {VM_SECONDS} s and was killed")
+            code = 124
+            break
+    if code != 0 and not (shared / "vm.json").exists():
+        print("--- the VM's console (last lines)")
+        print(console.read_bytes()[-3000:].decode(errors="replace"))
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkout", type=Path, default=ROOT,
+                        help="the checkout whose grader and tests run (default: this one)")
+    parser.add_argument("--python", default=None,
+                        help="its Python (default: CHECKOUT/.venv/bin/python)")
+    parser.add_argument("--inside", type=Path, metavar="SHARED",
+                        help="(used by the leg itself) run the VM's part, reporting into SHARED")
+    args = parser.parse_args()
+    checkout = args.checkout.resolve()
+    python = args.python or str(checkout / ".venv" / "bin" / "python")
+    if args.inside:
+        return inside(checkout, python, args.inside)
+    if os.geteuid() != 0:
+        parser.error("the leg needs root (packages, the sandbox)")
+    if not Path(python).exists():
+        parser.error(f"{python} does not exist: run `make env` in {checkout} first")
+    for path in (checkout, Path(python).resolve()):
+        if any(path.is_relative_to(top) for top in HIDDEN_IN_VM):
+            parser.error(f"{path} is in a folder the VM replaces with an empty one "
+                         f"({', '.join(map(str, HIDDEN_IN_VM))}): use a checkout elsewhere")
+
+    times: dict[str, float] = {}
+    start = time.monotonic()
+    vng = install_missing()
+    kernel = debian_kernel()
+    times["install"] = time.monotonic() - start
+    problems: list[str] = []
+
+    start = time.monotonic()
+    print("== the class on this host", flush=True)
+    host_work = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-"))
+    host = grade_class(checkout, python, host_work)
+    times["host class"] = time.monotonic() - start
+    problems += [f"host: {p}" for p in check_class(host)]
+
+    shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-", dir="/tmp"))  # seen in the VM
+    print(f"== the VM ({kernel.name}, {VM_CPUS} CPUs, {VM_MEMORY}, no KVM; files in {shared})",
+          flush=True)
+    start = time.monotonic()
+    code = boot(vng, kernel, checkout, python, shared)
+    times["VM in all"] = time.monotonic() - start
+    report = json.loads((shared / "vm.json").read_text()) if (shared / "vm.json").exists() else {}
+    if not report:
+        problems.append(f"the VM exited with {code} before its first step")
+    for name, result in report.get("steps", {}).items():
+        times[f"VM: {name}"] = result["seconds"]
+        problems += [f"VM, {name}: {p}" for p in result["problems"]]
+    if "uptime_at_start" in report:
+        times["VM: boot (guest uptime at start)"] = report["uptime_at_start"]
+    if code != 0 and report and not any(r["problems"] for r in report["steps"].values()):
+        problems.append(f"the VM exited with {code}")
+    if "class" in report and report["class"]["students"] and host["students"]:
+        problems += [f"VM vs host: {p}" for p in compare(report["class"], host)]
+    elif report:
+        problems.append("VM vs host: no per-cell scores to compare (a grading run failed)")
+
+    print("== cgroup2 leg timings")
+    for name, seconds in times.items():
+        print(f"  {name:<40} {seconds:7.1f} s")
+    if problems:
+        print("== cgroup2 leg FAILED")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    shutil.rmtree(shared)
+    shutil.rmtree(host_work)
+    print("== cgroup2 leg passed: per-cell scores identical in the VM and on this host")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
