@@ -103,7 +103,7 @@ def prepare(settings: Settings) -> Run:
         source = load_source(path)
     except (ValueError, SubmissionProblem) as exc:
         raise GradingRefused(f"cannot read the source notebook {path}: {exc}") from None
-    uid_base, uid_lock, folders = 0, None, ()
+    uid_base, uid_lock, plan = 0, None, None
     if settings.sandbox:
         if os.geteuid() != 0:
             raise GradingRefused(
@@ -112,13 +112,13 @@ def prepare(settings: Settings) -> Run:
                 "without isolation")
         try:
             uid_base, uid_lock = uids.reserve_block()
-            folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
-            cgroups.clear_run_folders(folders)
+            plan = cgroups.create_run(f"mlmcourse-grade-{uid_base}")
+            cgroups.clear_run(plan)
         except (uids.UidsUnavailable, cgroups.CgroupsUnavailable) as exc:
             raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                                  "isolation") from None
     limits = Limits(cpu_seconds=int(settings.timeout) + 10)
-    policy = build_policy(uid_base, folders, limits) if settings.sandbox else None
+    policy = build_policy(uid_base, plan, limits) if plan is not None else None
     workroot = Path(tempfile.gettempdir()) / f"mlmcourse-grade-{uid_base or os.getpid()}"
     shutil.rmtree(workroot, ignore_errors=True)  # left by a killed run of this uid block
     workroot.mkdir(mode=0o700)
@@ -136,8 +136,8 @@ def finish(run: Run) -> None:
     shutil.rmtree(run.workroot, ignore_errors=True)
     if run.policy is not None:
         try:
-            cgroups.clear_run_folders(run.policy.cgroups)
-            cgroups.remove(run.policy.cgroups, seconds=2.0)
+            cgroups.clear_run(run.policy.cgroups)
+            cgroups.remove_run(run.policy.cgroups, seconds=2.0)
         except OSError:
             pass
     if run.uid_lock is not None:

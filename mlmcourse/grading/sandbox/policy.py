@@ -23,12 +23,13 @@ earlier results, home folders, other checkouts, or anything else of the host.
 unprivileged uid and gid from a range no host account or service can hold (checked when a run
 starts); no supplementary groups; no new privileges; killed when the grader goes away.
 
-**Resources.** Its job slot's cgroup, which holds no other sandbox while it runs (only the
-slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of
-memory for all its processes together, :attr:`Limits.processes` processes and threads. Per
-process: address space, CPU time, file size and open files (``setrlimit``). Per submission: a
-wall-clock timeout for the whole notebook (every process of the submission, decoding its
-replies included), :attr:`Limits.output_bytes` of output, replies of at most
+**Resources.** Its job slot's cgroup (v1 or v2: :mod:`~mlmcourse.grading.sandbox.cgroups`),
+which holds no other sandbox while it runs (only the slot's idle zygote): at most
+:attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of memory for all its processes
+together (swap included, where the kernel accounts for it), :attr:`Limits.processes` processes
+and threads. Per process: address space, CPU time, file size and open files (``setrlimit``).
+Per submission: a wall-clock timeout for the whole notebook (every process of the submission,
+decoding its replies included), :attr:`Limits.output_bytes` of output, replies of at most
 :attr:`Limits.reply_bytes` bytes and :attr:`Limits.reply_items` values.
 
 **Environment.** Exactly :func:`environment`; grading workers themselves start from
@@ -46,6 +47,8 @@ import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlmcourse.grading.sandbox.cgroups import Plan
 
 MB = 1024 * 1024
 
@@ -94,7 +97,7 @@ class Policy:
 
     uid: int
     readonly_paths: tuple[str, ...]
-    cgroups: tuple[str, ...]
+    cgroups: Plan
     limits: Limits = field(default_factory=Limits)
 
 
@@ -109,8 +112,8 @@ def python_paths() -> list[str]:
     return sorted(str(Path(p).resolve()) for p in paths if p)
 
 
-def build_policy(uid: int, cgroups: tuple[str, ...], limits: Limits) -> Policy:
-    """The policy of one sandbox: its uid, its cgroup folders and the host paths it may read."""
+def build_policy(uid: int, cgroups: Plan, limits: Limits) -> Policy:
+    """The policy of one sandbox: its uid, its run's cgroups and the host paths it may read."""
     system = [p for p in (*SYSTEM_PATHS, *ETC_FILES) if os.path.lexists(p)]
     return Policy(uid=uid, readonly_paths=tuple(_outermost(system + python_paths())),
                   cgroups=cgroups, limits=limits)

@@ -66,8 +66,9 @@ def policy_to_plain(policy: Policy | None) -> dict | None:
 def policy_from_plain(plain: dict | None) -> Policy | None:
     if plain is None:
         return None
+    plan = cgroups.Plan(version=plain["cgroups"]["version"], run=tuple(plain["cgroups"]["run"]))
     return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
-                  cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]))
+                  cgroups=plan, limits=Limits(**plain["limits"]))
 
 
 def start_zygote() -> tuple[int, socket.socket]:
@@ -93,7 +94,8 @@ def _zygote_main(sock: socket.socket) -> None:
     isolation.close_other_fds({0, 1, 2, sock.fileno(), own_pid_namespace})
     shell = make_shell()
     settle_image()
-    joined: tuple[str, ...] = ()
+    slot: cgroups.Slot | None = None  # its job slot's cgroups, kept from sandbox to sandbox
+    joined: cgroups.Slot | None = None
     intact = True
     while intact:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
@@ -101,16 +103,19 @@ def _zygote_main(sock: socket.socket) -> None:
             return
         request = protocol.decode(message)
         policy = policy_from_plain(request["policy"])
-        folders, refusal, kills_before = (), "", 0
+        active, refusal, baseline = None, "", 0
         if policy is not None:
+            wanted = isolation.cgroup_slot(policy, os.getpid())
+            if slot is None or (slot.plan, slot.name) != (wanted.plan, wanted.name):
+                slot = wanted
             try:
-                folders = isolation.cgroup_folders(policy, os.getpid())
-                kills_before = cgroups.prepare(folders, policy.limits)
-                if folders != joined:
-                    cgroups.join(folders)
-                    joined = folders
+                baseline = slot.prepare(policy.limits)
+                if joined is not slot:
+                    slot.join()
+                    joined = slot
+                active = slot
             except OSError as exc:
-                folders, refusal = (), f"cgroups: {exc}"
+                refusal = f"cgroups: {exc}"
         isolated = policy is not None and not refusal
         if isolated:
             try:
@@ -129,13 +134,13 @@ def _zygote_main(sock: socket.socket) -> None:
             os.close(fd)
         sock.send(protocol.encode(pid))
         _, status, usage = os.wait4(pid, 0)
-        peak, kills = cgroups.memory_figures(folders, kills_before) if folders else (0, 0)
+        peak, kills = active.figures(baseline) if active else (0, 0)
         sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
                                    "memory_peak": peak, "oom_kills": kills,
                                    "cpu_seconds": usage.ru_utime + usage.ru_stime}))
         # the worker goes on with its results meanwhile; the next request waits for this
-        if folders:
-            isolation.kill_cgroup(folders, keep=os.getpid())
+        if active:
+            active.kill_all(keep=os.getpid())
         _reap_orphans()
 
 
