@@ -17,7 +17,7 @@ import pytest
 from mlmcourse.grading.sandbox import cgroups, uids
 from mlmcourse.grading.sandbox import policy as policy_module
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
-from mlmcourse.grading.sandbox.isolation import cgroup_folders
+from mlmcourse.grading.sandbox.isolation import cgroup_slot
 from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +27,10 @@ pytestmark = pytest.mark.usefixtures("needs_root")
 @pytest.fixture(scope="module")
 def policy() -> Iterator[Policy]:
     base, lock = uids.reserve_block()
-    folders = cgroups.create_run_folders(f"mlmcourse-test-{os.getpid()}")
-    yield build_policy(base + 3, folders, Limits())
-    cgroups.clear_run_folders(folders)  # the slot folder of the zygote (killed with it)
-    cgroups.remove(folders)
+    plan = cgroups.create_run(f"mlmcourse-test-{os.getpid()}")
+    yield build_policy(base + 3, plan, Limits())
+    cgroups.clear_run(plan)  # the slot of the zygote (killed with it)
+    cgroups.remove_run(plan)
     os.close(lock)
 
 
@@ -204,6 +204,33 @@ def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
     assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
 
 
+def test_peak_memory_is_each_sandboxs_own(zygote_of: ZygoteOf, zygote: Zygote, policy: Policy,
+                                          tmp_path: Path) -> None:
+    """The slot's peak-memory counter is reset for each sandbox; where the kernel cannot reset
+    it (cgroup v2 before Linux 6.12: ``memory.peak`` is read-only) the peak is reported as 0."""
+    peaks = []
+    for megabytes in (300, 0):
+        sandbox = _spawn(zygote_of, policy, tmp_path)
+        try:
+            code = f"block = b'x' * ({megabytes} * 1024**2)\nresult = len(block)"
+            assert _eval(sandbox, code) == megabytes * 1024**2
+        finally:
+            peaks.append(sandbox.close().memory_peak)
+    if policy.cgroups.version == 2 and not _writable(
+            cgroup_slot(policy, zygote.pid).control("memory.peak")):
+        assert peaks == [0, 0]
+    else:
+        assert peaks[0] >= 300 * 1024**2 and peaks[1] < peaks[0] - 200 * 1024**2, peaks
+
+
+def _writable(control: str) -> bool:
+    try:
+        os.close(os.open(control, os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
 def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
                                                     zygote: Zygote, policy: Policy,
                                                     tmp_path: Path) -> None:
@@ -219,9 +246,8 @@ def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
         sandbox.exchange(["run", code], time.monotonic() + 1)
     sandbox.close()
     assert time.monotonic() - started < 5
-    slot = cgroup_folders(policy, zygote.pid)
-    assert _gone(lambda: open(os.path.join(slot[-1], "cgroup.procs")).read().split()
-                 != [str(zygote.pid)])
+    procs = cgroup_slot(policy, zygote.pid).control("cgroup.procs")
+    assert _gone(lambda: open(procs).read().split() != [str(zygote.pid)])
     assert _gone(lambda: [p for p in os.listdir("/proc") if p.isdigit()
                           and _uid_of(p) == policy.uid])
 
@@ -230,16 +256,20 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
                                                       zygote: Zygote, policy: Policy,
                                                       tmp_path: Path) -> None:
     sandbox = _spawn(zygote_of, policy, tmp_path)
-    folder = cgroup_folders(policy, zygote.pid)[0]
+    slot = cgroup_slot(policy, zygote.pid)
     seen: dict[str, object] = {}
 
     def read_later() -> None:
         time.sleep(1.5)
-        with open(os.path.join(folder, "cpu.stat")) as handle:
+        with open(slot.control("cpu.stat")) as handle:
             seen.update((k, int(v)) for k, v in (line.split() for line in handle))
-        seen["quota"] = int(open(os.path.join(folder, "cpu.cfs_quota_us")).read())
-        seen["period"] = int(open(os.path.join(folder, "cpu.cfs_period_us")).read())
-        seen["procs"] = len(open(os.path.join(folder, "cgroup.procs")).read().split())
+        if policy.cgroups.version == 1:
+            seen["quota"] = int(open(slot.control("cpu.cfs_quota_us")).read())
+            seen["period"] = int(open(slot.control("cpu.cfs_period_us")).read())
+        else:
+            quota, period = open(slot.control("cpu.max")).read().split()
+            seen["quota"], seen["period"] = int(quota), int(period)
+        seen["procs"] = len(open(slot.control("cgroup.procs")).read().split())
 
     reader = threading.Thread(target=read_later)
     reader.start()
@@ -275,23 +305,31 @@ def test_fork_bomb_is_bounded_and_nothing_survives(zygote_of: ZygoteOf,
                           and _uid_of(p) == policy.uid])
 
 
-def test_a_policy_that_cannot_be_enforced_runs_nothing(policy: Policy, tmp_path: Path) -> None:
+def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote_of: ZygoteOf, policy: Policy,
+                                                       tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
-    plain = [tmp_path / name for name in ("cpu", "memory", "pids")]  # folders, not cgroups
+    version = policy.cgroups.version
+    names = ("cpu", "memory", "pids") if version == 1 else ("run",)
+    plain = [tmp_path / name for name in names]  # folders, not cgroups
     for folder in plain:
         folder.mkdir()
-    for parents in [("/nonexistent/cpu", "/nonexistent/memory", "/nonexistent/pids"),
-                    tuple(map(str, plain))]:
-        broken = Zygote(replace(policy, cgroups=parents))
+    for parents in [tuple(f"/nonexistent/{name}" for name in names), tuple(map(str, plain))]:
+        broken = Zygote(replace(policy, cgroups=cgroups.Plan(version, parents)))
         try:
             with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
                 broken.spawn(str(workdir), time.monotonic() + 30)
         finally:
             broken.close()
         # nothing was made in their place: no folder, no file that would limit nothing
-        assert not Path("/nonexistent/cpu").exists()
+        assert not Path("/nonexistent").exists()
     assert not [p for folder in plain for p in folder.rglob("*") if p.is_file()]
+    # the run's own zygote still works in its own slot
+    sandbox = _spawn(zygote_of, policy, tmp_path)
+    try:
+        assert _eval(sandbox, "result = 6 * 7") == 42
+    finally:
+        sandbox.close()
 
 
 def test_the_policy_crosses_whole_and_nothing_else(policy: Policy) -> None:

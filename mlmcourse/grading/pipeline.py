@@ -97,21 +97,21 @@ def sandbox_policy(timeout: float) -> tuple[Policy, int]:
         raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                              "isolation") from None
     try:
-        folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")
-        cgroups.clear_run_folders(folders)
+        plan = cgroups.create_run(f"mlmcourse-grade-{uid_base}")
+        cgroups.clear_run(plan)
     except cgroups.CgroupsUnavailable as exc:
         os.close(uid_lock)
         raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                              "isolation") from None
     limits = Limits(cpu_seconds=int(timeout) + CPU_SECONDS_MARGIN)
-    return build_policy(uid_base, folders, limits), uid_lock
+    return build_policy(uid_base, plan, limits), uid_lock
 
 
 def release_sandbox(policy: Policy, uid_lock: int) -> None:
     """Remove the run's cgroups and release its uids (what :func:`sandbox_policy` reserved)."""
     try:
-        cgroups.clear_run_folders(policy.cgroups)
-        cgroups.remove(policy.cgroups, seconds=2.0)
+        cgroups.clear_run(policy.cgroups)
+        cgroups.remove_run(policy.cgroups, seconds=2.0)
     except OSError:
         pass
     os.close(uid_lock)

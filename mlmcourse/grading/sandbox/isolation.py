@@ -18,10 +18,9 @@ import os
 import resource
 import shutil
 import signal
-import time
 from collections.abc import Callable
 
-from mlmcourse.grading.sandbox import linux
+from mlmcourse.grading.sandbox import cgroups, linux
 from mlmcourse.grading.sandbox.policy import Mount, Policy
 
 NEW_ROOT = "/tmp"
@@ -45,10 +44,10 @@ NAMESPACE_FLAGS = {"mount": linux.CLONE_NEWNS, "network": linux.CLONE_NEWNET,
 """The namespaces the kernel enters itself (the PID namespace is the zygote's to make)."""
 
 
-def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
-    """The cgroup folders of the job slot whose zygote has ``zygote_pid`` (its sandboxes run
-    there, one at a time)."""
-    return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
+def cgroup_slot(policy: Policy, zygote_pid: int) -> cgroups.Slot:
+    """The cgroups of the job slot whose zygote has ``zygote_pid`` (its sandboxes run there,
+    one at a time)."""
+    return cgroups.Slot(policy.cgroups, f"{policy.uid}-{zygote_pid}")
 
 
 def new_pid_namespace(policy: Policy) -> None:
@@ -193,24 +192,6 @@ def _set_limits(policy: Policy) -> None:
             resource.setrlimit(which, (value, hard))
         except (OSError, ValueError) as exc:
             raise Refused(f"setrlimit {which}: {exc}") from None
-
-
-def kill_cgroup(folders: tuple[str, ...], keep: int, seconds: float = 5.0) -> None:
-    """Kill every process still in a slot's cgroups but ``keep`` (the zygote does this after
-    the kernel has ended; the end of its PID namespace has normally ended them all)."""
-    deadline = time.monotonic() + seconds
-    procs = os.path.join(folders[-1], "cgroup.procs")
-    while time.monotonic() < deadline:
-        with open(procs) as handle:
-            pids = [int(p) for p in handle.read().split() if int(p) != keep]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.005)
 
 
 def close_other_fds(keep: set[int]) -> None:

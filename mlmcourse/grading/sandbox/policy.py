@@ -34,12 +34,15 @@ earlier results, home folders, other checkouts, or anything else of the host.
 service can hold (checked when a run starts; one per job slot); no supplementary groups; no new
 privileges; killed when the grader goes away.
 
-**Resources** (:class:`Limits`). Its job slot's cgroup, which holds no other sandbox while it
-runs (only the slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes`
-of memory for all its processes together, :attr:`Limits.processes` processes and threads. Per
-process: address space, CPU time, file size and open files (``setrlimit``). Per submission: a
-wall-clock timeout for the whole notebook, :attr:`Limits.output_bytes` of output, replies of at
-most :attr:`Limits.reply_bytes` bytes and :attr:`Limits.reply_items` values.
+**Resources** (:class:`Limits`). Its job slot's cgroup (v1 or v2, :attr:`Policy.cgroups`: see
+:mod:`~mlmcourse.grading.sandbox.cgroups`), which holds no other sandbox while it runs (only the
+slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of memory
+for all its processes together (swap included, where the kernel accounts for it),
+:attr:`Limits.processes` processes and threads. Per process: address space, CPU time, file size
+and open files (``setrlimit``). Per submission: a wall-clock timeout for the whole notebook
+(every process of the submission, decoding its replies included), :attr:`Limits.output_bytes` of
+output, replies of at most :attr:`Limits.reply_bytes` bytes and :attr:`Limits.reply_items`
+values.
 
 **Environment.** Exactly :attr:`Policy.environment`; grading workers themselves start from
 :func:`worker_environment`, so no secret of the instructor's environment is ever in a sandbox's
@@ -58,6 +61,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mlmcourse.grading.sandbox.cgroups import Plan
 
 MB = 1024 * 1024
 
@@ -146,8 +151,8 @@ class Policy:
     mounts: tuple[Mount, ...]
     environment: tuple[tuple[str, str], ...]
     namespaces: tuple[str, ...]
-    cgroups: tuple[str, ...]
-    """The run's cgroup folders; each job slot's zygote makes its own below them."""
+    cgroups: Plan
+    """The run's cgroups (version and folders); each job slot's zygote makes its own below."""
     limits: Limits
     hostname: str = HOSTNAME
     workdir: str = WORKDIR
@@ -175,7 +180,9 @@ class Policy:
             raise ValueError("a mount of an unknown kind")
         return cls(uid=int(plain["uid"]), mounts=mounts,
                    environment=tuple((str(k), str(v)) for k, v in plain["environment"]),
-                   namespaces=tuple(plain["namespaces"]), cgroups=tuple(plain["cgroups"]),
+                   namespaces=tuple(plain["namespaces"]),
+                   cgroups=Plan(version=int(plain["cgroups"]["version"]),
+                                run=tuple(plain["cgroups"]["run"])),
                    limits=Limits(**plain["limits"]), hostname=plain["hostname"],
                    workdir=plain["workdir"])
 
@@ -185,7 +192,8 @@ class Policy:
                  f"hostname         {self.hostname}",
                  f"working folder   {self.workdir} (also HOME)",
                  f"namespaces       {', '.join(self.namespaces)}",
-                 "cgroups          " + ("; ".join(self.cgroups) or "none"), "", "mounts:"]
+                 f"cgroups          v{self.cgroups.version}: {'; '.join(self.cgroups.run)} "
+                 "(a folder per job slot below)", "", "mounts:"]
         for m in self.mounts:
             detail = {"tmpfs": f"tmpfs {_size(m.size)}, mode {m.mode:o}",
                       "bind": f"read-only from {m.source}", "link": f"link to {m.source}",
@@ -219,7 +227,7 @@ def package_folder() -> str:
     return str(Path(mlmcourse.__file__).resolve().parent)
 
 
-def build_policy(uid: int, cgroups: tuple[str, ...], limits: Limits) -> Policy:
+def build_policy(uid: int, cgroups: Plan, limits: Limits) -> Policy:
     """The policy of this run's sandboxes on this host: uids from ``uid`` (one per job slot),
     below the run's ``cgroups``, with ``limits``."""
     host = [p for p in (*SYSTEM_PATHS, *ETC_FILES) if os.path.lexists(p)]

@@ -53,28 +53,31 @@ def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
     isolation.close_other_fds({0, 1, 2, sock.fileno(), own_pid_namespace})
     shell = make_shell()
     settle_image()
-    joined: tuple[str, ...] = ()
+    slot = isolation.cgroup_slot(policy, os.getpid()) if policy is not None else None
+    joined = False  # the zygote joins its slot's cgroups once, before its first sandbox
     intact = True
     while intact:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
         if not message:
             return
-        folders, refusal, kills_before = (), "", 0
-        if policy is not None:
+        active: cgroups.Slot | None = None
+        refusal, baseline = "", 0
+        if slot is not None and policy is not None:
             try:
-                folders = isolation.cgroup_folders(policy, os.getpid())
-                kills_before = cgroups.prepare(folders, policy.limits)
-                if folders != joined:
-                    cgroups.join(folders)
-                    joined = folders
+                baseline = slot.prepare(policy.limits)
+                if not joined:
+                    slot.join()
+                    joined = True
+                active = slot
             except OSError as exc:
-                folders, refusal = (), f"cgroups: {exc}"
-        isolated = policy is not None and not refusal
-        if isolated:
+                refusal = f"cgroups: {exc}"
+        isolated = False
+        if policy is not None and not refusal:
             try:
                 isolation.new_pid_namespace(policy)
+                isolated = True
             except isolation.Refused as exc:
-                isolated, refusal = False, str(exc)
+                refusal = str(exc)
         pid = os.fork()
         if pid == 0:
             _sandbox_main(shell, policy, fds, sock.fileno(), refusal)
@@ -87,13 +90,13 @@ def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
             os.close(fd)
         sock.send(protocol.encode(pid))
         _, status, usage = os.wait4(pid, 0)
-        peak, kills = cgroups.memory_figures(folders, kills_before) if folders else (0, 0)
+        peak, kills = active.figures(baseline) if active else (0, 0)
         sock.send(protocol.encode({"status": status, "maxrss_kb": usage.ru_maxrss,
                                    "memory_peak": peak, "oom_kills": kills,
                                    "cpu_seconds": usage.ru_utime + usage.ru_stime}))
         # the worker goes on with its results meanwhile; the next request waits for this
-        if folders:
-            isolation.kill_cgroup(folders, keep=os.getpid())
+        if active:
+            active.kill_all(keep=os.getpid())
         _reap_orphans()
 
 
