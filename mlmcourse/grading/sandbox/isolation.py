@@ -5,8 +5,9 @@ The zygote forks each sandbox's *kernel* straight into a new PID namespace
 kernel is the first process (PID 1) of a namespace of its own: when it ends, every process
 left in the namespace is killed, and killing it (timeout) kills them all. The kernel then
 enters new mount, network, IPC and UTS namespaces (:func:`enter_namespaces`), builds its root
-file system from the policy's allowlist, drops to the sandbox uid, sets its limits
-(:func:`confine`) and only then runs student code.
+file system from the policy's allowlist, joins a fresh session keyring, drops to the sandbox
+uid, sets its limits and loads the system-call filter the zygote built for it
+(:func:`syscall_filter`), all in :func:`confine`; only then does it run student code.
 
 Every step either succeeds or raises :class:`Refused`: nothing runs with less isolation than
 the policy says.
@@ -19,9 +20,20 @@ import resource
 import shutil
 import signal
 import time
+from typing import TYPE_CHECKING
 
-from mlmcourse.grading.sandbox import linux
-from mlmcourse.grading.sandbox.policy import DEVICES, HOSTNAME, WORKDIR, Policy, environment
+from mlmcourse.grading.sandbox import linux, seccomp
+from mlmcourse.grading.sandbox.policy import (
+    CORE_LIMIT,
+    DEVICES,
+    HOSTNAME,
+    WORKDIR,
+    Policy,
+    environment,
+)
+
+if TYPE_CHECKING:
+    import pyseccomp
 
 NEW_ROOT = "/tmp"
 """Where the new root is assembled (in the sandbox's own mount namespace) before pivot_root."""
@@ -43,6 +55,15 @@ def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
     """The cgroup folders of the job slot whose zygote has ``zygote_pid`` (its sandboxes run
     there, one at a time)."""
     return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
+
+
+def syscall_filter(policy: Policy) -> pyseccomp.SyscallFilter:
+    """In the zygote: the policy's system-call filter, built (once per table) to be loaded by
+    each sandbox."""
+    try:
+        return seccomp.build(policy.syscalls)
+    except seccomp.FilterError as exc:
+        raise Refused(f"system call filter: {exc}") from None
 
 
 def new_pid_namespace() -> None:
@@ -70,8 +91,10 @@ def enter_namespaces(refusal: str = "") -> None:
           | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
 
 
-def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
-    """In the kernel (PID 1 of its namespace): build the root, drop privileges, set limits."""
+def confine(policy: Policy, workdir_fd: int, path_env: str,
+            syscalls: pyseccomp.SyscallFilter) -> None:
+    """In the kernel (PID 1 of its namespace): build the root, leave the grader's keyring, drop
+    privileges, set limits, and load the system-call filter ``syscalls`` last."""
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
     _step("private mounts", linux.mount, None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     sources = _open_sources(policy.readonly_paths)
@@ -95,6 +118,10 @@ def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
           | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
     _step("hostname", linux.sethostname, HOSTNAME)
     os.chdir(WORKDIR)
+    # keyrings are not namespaced and a change of uid keeps the session keyring: without this,
+    # the sandbox would hold the grader's session keyring (the filter then refuses every key
+    # ring call, the slot uid's own user keyring included)
+    _step("fresh session keyring", linux.join_new_session_keyring)
     _drop_privileges(policy.uid)
     os.environ.clear()
     os.environ.update(environment(path_env))
@@ -102,6 +129,11 @@ def confine(policy: Policy, workdir_fd: int, path_env: str) -> None:
     _step("no new privileges", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
     # a change of uid clears the parent-death signal: set it again
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    _step("not dumpable", linux.prctl, linux.PR_SET_DUMPABLE, 0)
+    try:  # the last step: the filter also refuses calls the steps above make
+        seccomp.load(syscalls)
+    except seccomp.FilterError as exc:
+        raise Refused(f"system call filter: {exc}") from None
 
 
 def _open_sources(paths: tuple[str, ...]) -> dict[str, int | str]:
@@ -191,7 +223,7 @@ def _set_limits(policy: Policy) -> None:
         resource.RLIMIT_FSIZE: limits.file_bytes,
         resource.RLIMIT_NOFILE: limits.open_files,
         resource.RLIMIT_NPROC: limits.processes,
-        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_CORE: CORE_LIMIT,  # not 0: see CORE_LIMIT
     }
     for which, value in pairs.items():
         # CPU: SIGXCPU at the soft limit (a named reason); SIGKILL at the hard one if ignored

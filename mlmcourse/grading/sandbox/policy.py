@@ -21,7 +21,27 @@ earlier results, home folders, other checkouts, or anything else of the host.
 
 **Processes.** Its own PID, mount, network (loopback only, down), IPC and UTS namespaces; its own
 unprivileged uid and gid from a range no host account or service can hold (checked when a run
-starts); no supplementary groups; no new privileges; killed when the grader goes away.
+starts); no supplementary groups; no new privileges; a fresh, empty session keyring (kernel
+keyrings are not namespaced, and a change of uid keeps the grader's); never a core dump (see
+:data:`CORE_LIMIT`); killed when the grader goes away.
+
+**System calls.** A seccomp filter (:data:`REFUSED_SYSCALLS`, loaded last, before any student
+code) refuses the kernel interfaces a grading sandbox never needs and that unprivileged code
+uses to attack the kernel or to escape: new namespaces, mounts, tracing other processes, BPF,
+perf events, ``userfaultfd``, ``io_uring``, the key ring, modules, ``kexec``, reboot, swap,
+accounting, quotas, the kernel log, ``chroot``, file handles and personalities other than
+Linux's own. The filter's default is to *allow*, with this table of refusals, plus two rules
+that keep it closed where the table cannot see: a system call of any other ABI than the
+native one (32-bit ``int 0x80``, x32) kills the process, and a system call number newer than
+the filter library's table (up to :data:`SYSCALL_NUMBERS`) fails with ``ENOSYS``, so a kernel
+interface added after this table was written is refused, not open.
+
+Why not an allowlist of system calls: CPython, glibc, NumPy, PyTorch (OpenMP threads, its
+allocators) and IPython together use a set of calls that changes with each of their versions
+and with the kernel (``clone3``, ``rseq``, ``statx``, ``faccessat2``, ``futex_waitv``...); an
+allowlist that misses one breaks honest students' code in ways that look like their own bugs,
+silently, on the next upgrade. The isolation above is the allowlist (what exists in the
+sandbox); the filter removes the kernel's attack surface, which is the set below and is stable.
 
 **Resources.** Its job slot's cgroup, which holds no other sandbox while it runs (only the
 slot's idle zygote): at most :attr:`Limits.cpus` CPUs, :attr:`Limits.memory_bytes` of
@@ -45,7 +65,9 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass, field
+from errno import ENOSYS, EPERM
 from pathlib import Path
+from typing import Literal
 
 MB = 1024 * 1024
 
@@ -67,6 +89,97 @@ groups and processes before using it."""
 UID_BLOCK = 64
 """uids reserved by one grading run (one per job slot)."""
 UID_BLOCKS = 256
+
+
+# -- System calls ------------------------------------------------------------------------------
+# The seccomp filter as data: :mod:`~mlmcourse.grading.sandbox.seccomp` installs this table
+# whole (one rule per system call and condition); a rule it cannot install refuses the sandbox.
+
+
+@dataclass(frozen=True)
+class ArgumentTest:
+    """A test of one argument of a system call, as libseccomp compares them (64 bits wide).
+
+    ``op`` is ``eq``, ``ne``, ``lt``, ``le``, ``gt`` or ``ge`` (``argument <op> value``), or
+    ``masked_eq`` (``argument & mask == value``).
+    """
+
+    index: int
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "masked_eq"]
+    value: int
+    mask: int = 0
+
+
+@dataclass(frozen=True)
+class RefusedCalls:
+    """A family of system calls the sandbox refuses, failing with ``errno``.
+
+    With no ``when``, every call is refused; otherwise a call is refused when *any* of the
+    tests holds (libseccomp ANDs the tests of one rule, so each test is a rule of its own).
+    """
+
+    family: str
+    syscalls: tuple[str, ...]
+    errno: int = EPERM
+    when: tuple[ArgumentTest, ...] = ()
+
+
+CLONE_NAMESPACE_FLAGS = {"CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000,
+                         "CLONE_NEWUTS": 0x04000000, "CLONE_NEWIPC": 0x08000000,
+                         "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
+                         "CLONE_NEWNET": 0x40000000}
+"""The flags of ``clone`` that make a namespace (``CLONE_NEWTIME`` exists for ``unshare`` and
+``clone3`` only: in ``clone`` its bit is part of the exit signal)."""
+PER_LINUX, PERSONALITY_QUERY = 0, 0xFFFF_FFFF
+
+
+def _other_personalities() -> tuple[ArgumentTest, ...]:
+    """Tests that hold for every ``personality`` argument but Linux's own (0) and the query
+    (0xffffffff), as libseccomp can say it (one comparison per rule): a value above 32 bits,
+    or a 32-bit value with a set bit followed, cyclically, by a clear one (every 32-bit value
+    but all-zeros and all-ones has one)."""
+    neighbours = [(1 << bit) | (1 << (bit + 1) % 32) for bit in range(32)]
+    return (ArgumentTest(0, "gt", PERSONALITY_QUERY),
+            *(ArgumentTest(0, "masked_eq", 1 << bit, mask) for bit, mask in enumerate(neighbours)))
+
+
+REFUSED_SYSCALLS: tuple[RefusedCalls, ...] = (
+    RefusedCalls("namespaces", ("unshare", "setns")),
+    RefusedCalls("namespaces", ("clone",), when=tuple(
+        ArgumentTest(0, "masked_eq", flag, flag) for flag in CLONE_NAMESPACE_FLAGS.values())),
+    # clone3 passes its flags in memory, which a filter cannot read: ENOSYS, so that glibc and
+    # CPython fall back to clone (whose flags the rule above reads), as Docker's profile does
+    RefusedCalls("namespaces", ("clone3",), errno=ENOSYS),
+    RefusedCalls("mounts", ("mount", "umount2", "pivot_root", "move_mount", "open_tree",
+                            "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")),
+    RefusedCalls("other processes' memory", ("ptrace", "process_vm_readv",
+                                             "process_vm_writev")),
+    RefusedCalls("kernel programs and events", ("bpf", "perf_event_open", "userfaultfd")),
+    RefusedCalls("io_uring", ("io_uring_setup", "io_uring_enter", "io_uring_register")),
+    RefusedCalls("key ring", ("keyctl", "add_key", "request_key")),
+    RefusedCalls("kernel modules", ("init_module", "finit_module", "delete_module")),
+    RefusedCalls("kexec and reboot", ("kexec_load", "kexec_file_load", "reboot")),
+    RefusedCalls("swap", ("swapon", "swapoff")),
+    RefusedCalls("accounting and quotas", ("acct", "quotactl", "quotactl_fd")),
+    RefusedCalls("kernel log", ("syslog",)),
+    RefusedCalls("chroot", ("chroot",)),
+    RefusedCalls("file handles", ("open_by_handle_at", "name_to_handle_at")),
+    RefusedCalls("personality", ("personality",), when=_other_personalities()),
+)
+"""What the seccomp filter refuses; every other call of the native ABI is allowed."""
+SYSCALL_NUMBERS = 512
+"""System call numbers below this that the filter library does not name (newer than its table,
+or unassigned) fail with ``ENOSYS``; the native ABI has no numbers above it."""
+CORE_LIMIT = 1
+"""``RLIMIT_CORE`` of every sandbox process, soft and hard (a process cannot raise it, and it
+survives ``exec``). Not 0: the kernel ignores the core limit when ``core_pattern`` pipes dumps
+to a helper (systemd-coredump, apport), except for the value 1, which it reads as "no dump"
+(``fs/coredump.c``); a dump to a file needs at least a page, so 1 stops those too. The
+sandbox is also marked not dumpable (``PR_SET_DUMPABLE`` 0), which ``exec`` undoes, the
+limit not."""
+
+
+# -- Limits and the policy --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -96,6 +209,7 @@ class Policy:
     readonly_paths: tuple[str, ...]
     cgroups: tuple[str, ...]
     limits: Limits = field(default_factory=Limits)
+    syscalls: tuple[RefusedCalls, ...] = REFUSED_SYSCALLS
 
 
 def python_paths() -> list[str]:

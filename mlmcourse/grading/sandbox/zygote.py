@@ -21,11 +21,14 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmcourse.grading.sandbox import cgroups, isolation, linux, protocol
 from mlmcourse.grading.sandbox.kernel import make_shell, serve
-from mlmcourse.grading.sandbox.policy import Limits, Policy
+from mlmcourse.grading.sandbox.policy import ArgumentTest, Limits, Policy, RefusedCalls
+
+if TYPE_CHECKING:
+    import pyseccomp
 
 CONTROL_BYTES = 1 << 16
 OUTPUT_KEPT = 64 * 1024
@@ -66,8 +69,13 @@ def policy_to_plain(policy: Policy | None) -> dict | None:
 def policy_from_plain(plain: dict | None) -> Policy | None:
     if plain is None:
         return None
+    syscalls = tuple(RefusedCalls(family=rule["family"], syscalls=tuple(rule["syscalls"]),
+                                  errno=rule["errno"],
+                                  when=tuple(ArgumentTest(**test) for test in rule["when"]))
+                     for rule in plain["syscalls"])
     return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
-                  cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]))
+                  cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]),
+                  syscalls=syscalls)
 
 
 def start_zygote() -> tuple[int, socket.socket]:
@@ -94,6 +102,8 @@ def _zygote_main(sock: socket.socket) -> None:
     shell = make_shell()
     settle_image()
     joined: tuple[str, ...] = ()
+    # the system-call filter, built once per table; each sandbox loads it
+    filters: dict[tuple[RefusedCalls, ...], pyseccomp.SyscallFilter] = {}
     intact = True
     while intact:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
@@ -111,6 +121,11 @@ def _zygote_main(sock: socket.socket) -> None:
                     joined = folders
             except OSError as exc:
                 folders, refusal = (), f"cgroups: {exc}"
+            try:
+                if policy.syscalls not in filters:
+                    filters[policy.syscalls] = isolation.syscall_filter(policy)
+            except isolation.Refused as exc:
+                refusal = refusal or str(exc)
         isolated = policy is not None and not refusal
         if isolated:
             try:
@@ -119,7 +134,8 @@ def _zygote_main(sock: socket.socket) -> None:
                 isolated, refusal = False, str(exc)
         pid = os.fork()
         if pid == 0:
-            _sandbox_main(shell, policy, request["path_env"], fds, sock.fileno(), refusal)
+            _sandbox_main(shell, policy, filters.get(policy.syscalls) if policy else None,
+                          request["path_env"], fds, sock.fileno(), refusal)
         if isolated:
             try:
                 isolation.restore_pid_namespace(own_pid_namespace)
@@ -178,8 +194,8 @@ def _reap_orphans(seconds: float = 2.0) -> None:
         pass
 
 
-def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[int],
-                  zygote_fd: int, refusal: str) -> None:
+def _sandbox_main(shell: Any, policy: Policy | None, syscalls: pyseccomp.SyscallFilter | None,
+                  path_env: str, fds: list[int], zygote_fd: int, refusal: str) -> None:
     """The forked kernel: isolate, then serve the grader's requests."""
     request_fd, reply_fd, output_fd, workdir_fd = fds
     try:
@@ -196,7 +212,7 @@ def _sandbox_main(shell: Any, policy: Policy | None, path_env: str, fds: list[in
             os.close(workdir_fd)
         else:
             isolation.enter_namespaces(refusal)
-            isolation.confine(policy, workdir_fd, path_env)
+            isolation.confine(policy, workdir_fd, path_env, syscalls)
         protocol.send(reply_fd, ["ready"])
     except BaseException as exc:  # noqa: BLE001 - fail closed: say why, run nothing
         reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
