@@ -5,21 +5,25 @@ submission's reach a sandbox."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import errno
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from mlmcourse.grading.cli import grade as grade_cli
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
 from mlmcourse.grading.sandbox.policy import (
     CORE_LIMIT,
     REFUSED_SYSCALLS,
-    ArgumentTest,
     Limits,
     Policy,
     RefusedCalls,
@@ -33,6 +37,9 @@ from mlmcourse.grading.sandbox.zygote import (
     policy_from_plain,
     policy_to_plain,
 )
+
+sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+import corpus  # noqa: E402
 
 MARKER_ERRNO = errno.ENOTRECOVERABLE
 """An error no refused call gives on its own: a policy whose rules all return it shows that the
@@ -242,9 +249,47 @@ result = [in_child(int80), in_child(x32)]'''
 def test_a_table_that_cannot_be_installed_runs_nothing(zygote: Zygote, policy: Policy,
                                                       tmp_path: Path) -> None:
     for table in [(RefusedCalls("made up", ("no_such_call",)),),
-                  (RefusedCalls("bad test", ("clone",), when=(ArgumentTest(0, "between", 1),)),)]:
+                  (RefusedCalls("both", ("clone",), any_bits=1, unless_one_of=(0,)),),
+                  (RefusedCalls("too wide", ("personality",), unless_one_of=(1 << 64,)),),
+                  (RefusedCalls("no such argument", ("clone",), argument=6, any_bits=1),)]:
         with pytest.raises(SandboxGone, match="could not be set up.*system call filter"):
             _spawn(zygote, replace(policy, syscalls=table), tmp_path)
+
+
+def _refused(refused: RefusedCalls, argument: int) -> bool:
+    """Whether libseccomp's rules for ``refused`` refuse a call with ``argument``."""
+    def holds(op: str, *data: int) -> bool:
+        if op == "MASKED_EQ":
+            return argument & data[0] == data[1]
+        return argument < data[0] if op == "LT" else argument > data[0]
+
+    rules = seccomp.argument_tests(refused)
+    return not rules or any(all(holds(*test) for test in rule) for rule in rules)
+
+
+WORD = st.integers(0, (1 << 64) - 1)
+
+
+@given(st.lists(WORD, min_size=1, max_size=4), WORD, st.integers(0, 63))
+def test_unless_one_of_refuses_every_other_value(values: list[int], other: int,
+                                                 bit: int) -> None:
+    refused = RefusedCalls("test", ("personality",), unless_one_of=tuple(values))
+    for argument in [*values, other, *(v ^ (1 << bit) for v in values),
+                     *(v + d for v in values for d in (-1, 1) if 0 <= v + d < 1 << 64)]:
+        assert _refused(refused, argument) == (argument not in values), argument
+
+
+@given(WORD, WORD)
+def test_any_bits_refuses_exactly_the_arguments_with_one_of_them(bits: int,
+                                                                 argument: int) -> None:
+    refused = RefusedCalls("test", ("clone",), any_bits=bits)
+    assert _refused(refused, argument) == (bits == 0 or argument & bits != 0)
+
+
+def test_the_personality_rule_is_dockers() -> None:
+    personality = next(rule for rule in REFUSED_SYSCALLS if rule.family == "personality")
+    assert [_refused(personality, v) for v in (0, 0xFFFFFFFF, 8, 0x0040000, 1 << 32)] == [
+        False, False, True, True, True]
 
 
 def test_the_policy_crosses_to_the_zygote_whole() -> None:
@@ -365,3 +410,22 @@ def test_neither_the_graders_keys_nor_an_earlier_submissions_reach_a_sandbox(
         _keyctl(KEYCTL_UNLINK, key, KEY_SPEC_SESSION_KEYRING)
         _in_child_as(policy.uid, lambda: _keyctl(KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING) == 0)
 
+
+
+def test_a_host_without_libseccomp_is_refused_before_grading(
+        policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit code 2 naming what is missing, not one ``failed`` submission after another."""
+    def missing() -> None:
+        raise seccomp.FilterError("libseccomp is not available (test)")
+
+    monkeypatch.setattr(seccomp, "_library", missing)
+    course = corpus.write_course(tmp_path / "course")
+    (tmp_path / "subs" / "ana").mkdir(parents=True)
+    parser = argparse.ArgumentParser()
+    grade_cli.add_arguments(parser)
+    args = parser.parse_args(["softmax", str(tmp_path / "subs"), "--course", str(course),
+                              "--out", str(tmp_path / "out")])
+    assert grade_cli.run(args) == 2
+    assert "system call filter cannot be built: libseccomp is not available" in (
+        capsys.readouterr().err)

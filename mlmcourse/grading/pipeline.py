@@ -25,8 +25,9 @@ from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_source
 from mlmcourse.grading.pool import ResultStream, WorkerPool
 from mlmcourse.grading.records import Result, Status, Task
-from mlmcourse.grading.sandbox import cgroups, uids
+from mlmcourse.grading.sandbox import cgroups, seccomp, uids
 from mlmcourse.grading.sandbox.policy import (
+    REFUSED_SYSCALLS,
     UID_BLOCK,
     Limits,
     Policy,
@@ -110,6 +111,12 @@ def prepare(settings: Settings) -> Run:
                 "the sandbox (namespaces, cgroups, a uid of its own per submission) needs root: "
                 "run mlmcourse grade as root, or pass --no-sandbox to grade trusted code "
                 "without isolation")
+        try:  # libseccomp and every rule of the table, once, before anything is reserved
+            seccomp.build(REFUSED_SYSCALLS)
+        except seccomp.FilterError as exc:
+            raise GradingRefused(f"the sandbox's system call filter cannot be built: {exc}; "
+                                 "pass --no-sandbox to grade trusted code without isolation"
+                                 ) from None
         try:
             uid_base, uid_lock = uids.reserve_block()
             folders = cgroups.create_run_folders(f"mlmcourse-grade-{uid_base}")

@@ -29,6 +29,7 @@ from mlmcourse.grading.sandbox.policy import (
     HOSTNAME,
     WORKDIR,
     Policy,
+    RefusedCalls,
     environment,
 )
 
@@ -57,11 +58,11 @@ def cgroup_folders(policy: Policy, zygote_pid: int) -> tuple[str, ...]:
     return tuple(os.path.join(parent, f"{policy.uid}-{zygote_pid}") for parent in policy.cgroups)
 
 
-def syscall_filter(policy: Policy) -> pyseccomp.SyscallFilter:
-    """In the zygote: the policy's system-call filter, built (once per table) to be loaded by
+def syscall_filter(table: tuple[RefusedCalls, ...]) -> pyseccomp.SyscallFilter:
+    """In the zygote: the filter of the policy's system-call table, built once to be loaded by
     each sandbox."""
     try:
-        return seccomp.build(policy.syscalls)
+        return seccomp.build(table)
     except seccomp.FilterError as exc:
         raise Refused(f"system call filter: {exc}") from None
 

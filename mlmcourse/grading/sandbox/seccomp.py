@@ -5,13 +5,13 @@ The zygote builds the filter once per table (:func:`build`, before it forks) and
 loads it (:func:`load`) as the last step of its isolation, after ``no_new_privs`` and the change
 of uid, before any student code. Every rule of the table is installed or the sandbox is refused
 (:class:`FilterError`, which isolation turns into ``Refused``): libseccomp missing, a system call
-the library does not know on this architecture, an argument test it cannot express, or a kernel
+the library does not know on this architecture, a condition it cannot express, or a kernel
 without seccomp.
 
 Beyond the table: a system call of any ABI but the native one kills the process
-(``ACT_BADARCH``; on x86-64 that is ``int 0x80`` and x32), and a number below
-:data:`~mlmcourse.grading.sandbox.policy.SYSCALL_NUMBERS` that the library's table does not name
-fails with ``ENOSYS`` (a kernel interface newer than the table is refused, not open).
+(``ACT_BADARCH``; on x86-64 that is ``int 0x80`` and x32), and a number newer than the
+library's table (below :data:`~mlmcourse.grading.sandbox.policy.SYSCALL_NUMBERS`) fails with
+``ENOSYS``: a kernel interface added after the table was written is refused, not open.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from errno import ENOSYS
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from mlmcourse.grading.sandbox.policy import SYSCALL_NUMBERS, ArgumentTest, RefusedCalls
+from mlmcourse.grading.sandbox.policy import SYSCALL_NUMBERS, RefusedCalls
 
 if TYPE_CHECKING:
     import pyseccomp
@@ -39,20 +39,58 @@ def build(table: tuple[RefusedCalls, ...]) -> pyseccomp.SyscallFilter:
     except OSError as exc:
         raise FilterError(f"libseccomp: {exc.strerror or exc}") from None
     for refused in table:
+        tests = argument_tests(refused)
         for name in refused.syscalls:
             number = syscall_number(name)
-            for test in refused.when or (None,):
+            for test in tests or [()]:
                 try:
                     built.add_rule(library.ERRNO(refused.errno), number,
-                                   *([] if test is None else [_argument(library, test)]))
-                except (OSError, AttributeError) as exc:
-                    raise FilterError(f"{refused.family}: {name} {test or ''}: {exc}") from None
+                                   *[library.Arg(refused.argument, getattr(library, op), *data)
+                                     for op, *data in test])
+                except OSError as exc:
+                    raise FilterError(f"{refused.family}: {name}: {exc}") from None
     for number in unnamed_numbers():
         try:
             built.add_rule(library.ERRNO(ENOSYS), number)
         except OSError as exc:
             raise FilterError(f"system call number {number}: {exc}") from None
     return built
+
+
+def argument_tests(refused: RefusedCalls) -> list[tuple[tuple[int | str, ...], ...]]:
+    """``refused``'s condition as libseccomp rules: a call is refused when one rule's tests
+    hold; each test is ``(operator, data...)`` on ``refused.argument``. No rules: always.
+
+    libseccomp compares an argument once per rule, so ``any_bits`` becomes one rule per bit and
+    ``unless_one_of`` one per block of the values in between (aligned blocks of a power of two
+    in size, each one masked comparison; below the least value and above the greatest, one
+    comparison each).
+    """
+    if refused.any_bits and refused.unless_one_of:
+        raise FilterError(f"{refused.family}: both any_bits and unless_one_of")
+    if not 0 <= refused.any_bits < 1 << 64 or not all(
+            0 <= value < 1 << 64 for value in refused.unless_one_of):
+        raise FilterError(f"{refused.family}: an argument value that is not 64 bits")
+    if refused.any_bits:
+        bits = [1 << bit for bit in range(64) if refused.any_bits >> bit & 1]
+        return [(("MASKED_EQ", bit, bit),) for bit in bits]
+    if not refused.unless_one_of:
+        return []
+    values = sorted(set(refused.unless_one_of))
+    rules: list[tuple[tuple[int | str, ...], ...]] = []
+    if values[0] > 0:
+        rules.append((("LT", values[0]),))
+    for low, high in zip(values, values[1:], strict=False):
+        start, end = low + 1, high - 1
+        while start <= end:
+            size = 1
+            while start % (2 * size) == 0 and start + 2 * size - 1 <= end:
+                size *= 2
+            rules.append((("MASKED_EQ", ((1 << 64) - 1) & ~(size - 1), start),))
+            start += size
+    if values[-1] < (1 << 64) - 1:
+        rules.append((("GT", values[-1]),))
+    return rules
 
 
 def load(built: pyseccomp.SyscallFilter) -> None:
@@ -73,15 +111,17 @@ def syscall_number(name: str) -> int:
 
 
 def unnamed_numbers() -> list[int]:
-    """The native system call numbers below ``SYSCALL_NUMBERS`` the library does not name."""
+    """The native system call numbers newer than the library's table: above the greatest it
+    names, below ``SYSCALL_NUMBERS``."""
     library = _library()
-    unnamed = []
+    newest = 0
     for number in range(SYSCALL_NUMBERS):
         try:
             library.resolve_syscall(library.Arch.NATIVE, number)
+            newest = number
         except ValueError:
-            unnamed.append(number)
-    return unnamed
+            pass
+    return list(range(newest + 1, SYSCALL_NUMBERS))
 
 
 def _library() -> ModuleType:
@@ -94,9 +134,3 @@ def _library() -> ModuleType:
                           "(Debian, Ubuntu) or libseccomp (Fedora) and pyseccomp") from None
     return pyseccomp
 
-
-def _argument(library: ModuleType, test: ArgumentTest) -> pyseccomp.Arg:
-    operator = getattr(library, test.op.upper())
-    if test.op == "masked_eq":
-        return library.Arg(test.index, operator, test.mask, test.value)
-    return library.Arg(test.index, operator, test.value)

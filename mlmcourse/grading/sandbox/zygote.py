@@ -2,13 +2,13 @@
 
 A grading worker forks its zygote right after importing torch, NumPy and IPython and *before*
 it reads any source notebook, so a sandbox (a fork of the zygote) never holds hidden tests or
-reference solutions in its memory. For each submission the worker sends the zygote a policy and
-four file descriptors (requests, replies, output, the student's staged files) over a
-``SOCK_SEQPACKET`` socket; the zygote sets its slot's cgroups up for the sandbox (it lives in
-them itself, see :mod:`~mlmcourse.grading.sandbox.cgroups`), forks the sandbox's kernel into a
-new PID namespace (:mod:`~mlmcourse.grading.sandbox.isolation`), reports its pid, waits for it,
-reads the memory figures of the cgroup, reports how the sandbox ended and kills whatever is left
-but itself.
+reference solutions in its memory. For each submission the worker sends the zygote a policy (its
+system-call table only with the first: the zygote builds the filter once) and four file
+descriptors (requests, replies, output, the student's staged files) over a ``SOCK_SEQPACKET``
+socket; the zygote sets its slot's cgroups up for the sandbox (it lives in them itself, see
+:mod:`~mlmcourse.grading.sandbox.cgroups`), forks the sandbox's kernel into a new PID namespace
+(:mod:`~mlmcourse.grading.sandbox.isolation`), reports its pid, waits for it, reads the memory
+figures of the cgroup, reports how the sandbox ended and kills whatever is left but itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmcourse.grading.sandbox import cgroups, isolation, linux, protocol
 from mlmcourse.grading.sandbox.kernel import make_shell, serve
-from mlmcourse.grading.sandbox.policy import ArgumentTest, Limits, Policy, RefusedCalls
+from mlmcourse.grading.sandbox.policy import Limits, Policy, RefusedCalls
 
 if TYPE_CHECKING:
     import pyseccomp
@@ -69,13 +69,15 @@ def policy_to_plain(policy: Policy | None) -> dict | None:
 def policy_from_plain(plain: dict | None) -> Policy | None:
     if plain is None:
         return None
-    syscalls = tuple(RefusedCalls(family=rule["family"], syscalls=tuple(rule["syscalls"]),
-                                  errno=rule["errno"],
-                                  when=tuple(ArgumentTest(**test) for test in rule["when"]))
-                     for rule in plain["syscalls"])
     return Policy(uid=plain["uid"], readonly_paths=tuple(plain["readonly_paths"]),
                   cgroups=tuple(plain["cgroups"]), limits=Limits(**plain["limits"]),
-                  syscalls=syscalls)
+                  syscalls=syscalls_from_plain(plain["syscalls"]))
+
+
+def syscalls_from_plain(plain: list[dict]) -> tuple[RefusedCalls, ...]:
+    return tuple(RefusedCalls(**{**rule, "syscalls": tuple(rule["syscalls"]),
+                                 "unless_one_of": tuple(rule["unless_one_of"])})
+                 for rule in plain)
 
 
 def start_zygote() -> tuple[int, socket.socket]:
@@ -102,17 +104,27 @@ def _zygote_main(sock: socket.socket) -> None:
     shell = make_shell()
     settle_image()
     joined: tuple[str, ...] = ()
-    # the system-call filter, built once per table; each sandbox loads it
-    filters: dict[tuple[RefusedCalls, ...], pyseccomp.SyscallFilter] = {}
+    # the policy's system-call table, sent with the first sandbox (and again only if it
+    # changes), and its filter, built here once and loaded by each sandbox
+    syscalls: tuple[RefusedCalls, ...] = ()
+    built: pyseccomp.SyscallFilter | None = None
+    filter_refusal = "system call filter: no table was sent"
     intact = True
     while intact:
         message, fds, _, _ = socket.recv_fds(sock, CONTROL_BYTES, 4)
         if not message:
             return
         request = protocol.decode(message)
+        if "syscalls" in request:
+            syscalls, built, filter_refusal = syscalls_from_plain(request["syscalls"]), None, ""
+            try:
+                built = isolation.syscall_filter(syscalls)
+            except isolation.Refused as exc:
+                filter_refusal = str(exc)
         policy = policy_from_plain(request["policy"])
         folders, refusal, kills_before = (), "", 0
         if policy is not None:
+            policy = dataclasses.replace(policy, syscalls=syscalls)
             try:
                 folders = isolation.cgroup_folders(policy, os.getpid())
                 kills_before = cgroups.prepare(folders, policy.limits)
@@ -121,11 +133,7 @@ def _zygote_main(sock: socket.socket) -> None:
                     joined = folders
             except OSError as exc:
                 folders, refusal = (), f"cgroups: {exc}"
-            try:
-                if policy.syscalls not in filters:
-                    filters[policy.syscalls] = isolation.syscall_filter(policy)
-            except isolation.Refused as exc:
-                refusal = refusal or str(exc)
+            refusal = refusal or filter_refusal
         isolated = policy is not None and not refusal
         if isolated:
             try:
@@ -134,8 +142,7 @@ def _zygote_main(sock: socket.socket) -> None:
                 isolated, refusal = False, str(exc)
         pid = os.fork()
         if pid == 0:
-            _sandbox_main(shell, policy, filters.get(policy.syscalls) if policy else None,
-                          request["path_env"], fds, sock.fileno(), refusal)
+            _sandbox_main(shell, policy, built, request["path_env"], fds, sock.fileno(), refusal)
         if isolated:
             try:
                 isolation.restore_pid_namespace(own_pid_namespace)
@@ -231,6 +238,7 @@ class Zygote:
 
     def __init__(self) -> None:
         self.pid, self.sock = start_zygote()
+        self.syscalls_sent: tuple[RefusedCalls, ...] | None = None
 
     def spawn(self, policy: Policy | None, workdir: str, path_env: str, limits: Limits,
               deadline: float) -> Sandbox:
@@ -240,7 +248,13 @@ class Zygote:
         reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
         workdir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        message = protocol.encode({"policy": policy_to_plain(policy), "path_env": path_env})
+        request: dict[str, Any] = {"path_env": path_env, "policy": policy_to_plain(
+            None if policy is None else dataclasses.replace(policy, syscalls=()))}
+        if policy is not None and policy.syscalls != self.syscalls_sent:
+            # the table is the same for a whole run: it crosses once, not with every sandbox
+            request["syscalls"] = [dataclasses.asdict(rule) for rule in policy.syscalls]
+            self.syscalls_sent = policy.syscalls
+        message = protocol.encode(request)
         child_fds = [request_r, reply_w, output_w, workdir_fd]
         socket.send_fds(self.sock, [message], child_fds)
         for fd in child_fds:
