@@ -35,8 +35,14 @@ from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem,
 from mlmcourse.grading.model import Result, Status, Task
 from mlmcourse.grading.outputs import feedback, report
 from mlmcourse.grading.outputs.store import ResultStore
-from mlmcourse.grading.sandbox import cgroups, uids
-from mlmcourse.grading.sandbox.policy import UID_BLOCK, Limits, Policy, build_policy
+from mlmcourse.grading.sandbox import cgroups, seccomp, uids
+from mlmcourse.grading.sandbox.policy import (
+    REFUSED_SYSCALLS,
+    UID_BLOCK,
+    Limits,
+    Policy,
+    build_policy,
+)
 from mlmcourse.grading.workers.pool import ResultStream, WorkerPool
 
 if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
@@ -91,6 +97,12 @@ def sandbox_policy(timeout: float) -> tuple[Policy, int]:
             "the sandbox (namespaces, cgroups, a uid of its own per submission) needs root: "
             "run mlmcourse grade as root, or pass --no-sandbox to grade trusted code "
             "without isolation")
+    try:  # libseccomp and every rule of the table, once, before anything is reserved
+        seccomp.build(REFUSED_SYSCALLS)
+    except seccomp.FilterError as exc:
+        raise GradingRefused(f"the sandbox's system call filter cannot be built: {exc}; "
+                             "pass --no-sandbox to grade trusted code without isolation"
+                             ) from None
     try:
         uid_base, uid_lock = uids.reserve_block()
     except uids.UidsUnavailable as exc:

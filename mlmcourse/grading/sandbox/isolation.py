@@ -5,8 +5,9 @@ The zygote forks each sandbox's *kernel* straight into a new PID namespace
 kernel is the first process (PID 1) of a namespace of its own: when it ends, every process
 left in the namespace is killed, and killing it (timeout) kills them all. The kernel then
 enters new mount, network, IPC and UTS namespaces (:func:`enter_namespaces`), builds its root
-file system from the policy's allowlist, drops to the sandbox uid, sets its limits
-(:func:`confine`) and only then runs student code.
+file system from the policy's mount table, joins a fresh session keyring, drops to the sandbox
+uid, sets its limits and loads the system-call filter the zygote built for it
+(:func:`syscall_filter`), all in :func:`confine`; only then does it run student code.
 
 Every step either succeeds or raises :class:`Refused`: nothing runs with less isolation than
 the policy says.
@@ -19,9 +20,13 @@ import resource
 import shutil
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mlmcourse.grading.sandbox import cgroups, linux
-from mlmcourse.grading.sandbox.policy import Mount, Policy
+from mlmcourse.grading.sandbox import cgroups, linux, seccomp
+from mlmcourse.grading.sandbox.policy import Mount, Policy, RefusedCalls
+
+if TYPE_CHECKING:
+    import pyseccomp
 
 NEW_ROOT = "/tmp"
 """Where the new root is assembled (in the sandbox's own mount namespace) before pivot_root."""
@@ -48,6 +53,15 @@ def cgroup_slot(policy: Policy, zygote_pid: int) -> cgroups.Slot:
     """The cgroups of the job slot whose zygote has ``zygote_pid`` (its sandboxes run there,
     one at a time)."""
     return cgroups.Slot(policy.cgroups, f"{policy.uid}-{zygote_pid}")
+
+
+def syscall_filter(table: tuple[RefusedCalls, ...]) -> pyseccomp.SyscallFilter:
+    """In the zygote: the filter of the policy's system-call table, built once to be loaded by
+    each sandbox."""
+    try:
+        return seccomp.build(table)
+    except seccomp.FilterError as exc:
+        raise Refused(f"system call filter: {exc}") from None
 
 
 def new_pid_namespace(policy: Policy) -> None:
@@ -82,9 +96,10 @@ def enter_namespaces(policy: Policy, refusal: str = "") -> None:
     _step("namespaces", linux.unshare, flags)
 
 
-def confine(policy: Policy, workdir_fd: int) -> None:
-    """In the kernel (PID 1 of its namespace): build the root from the policy's mounts, drop
-    privileges, set the environment and limits."""
+def confine(policy: Policy, workdir_fd: int, syscalls: pyseccomp.SyscallFilter) -> None:
+    """In the kernel (PID 1 of its namespace): build the root from the policy's mounts, leave
+    the grader's keyring, drop privileges, set the environment and limits, and load the
+    system-call filter ``syscalls`` last."""
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
     _step("private mounts", linux.mount, None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # every host path as an O_PATH descriptor, opened before anything is mounted over the
@@ -104,6 +119,10 @@ def confine(policy: Policy, workdir_fd: int) -> None:
           | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
     _step("hostname", linux.sethostname, policy.hostname)
     os.chdir(policy.workdir)
+    # keyrings are not namespaced and a change of uid keeps the session keyring: without this,
+    # the sandbox would hold the grader's session keyring (the filter then refuses every key
+    # ring call, the slot uid's own user keyring included)
+    _step("fresh session keyring", linux.join_new_session_keyring)
     _drop_privileges(policy.uid)
     os.environ.clear()
     os.environ.update(dict(policy.environment))
@@ -111,6 +130,11 @@ def confine(policy: Policy, workdir_fd: int) -> None:
     _step("no new privileges", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
     # a change of uid clears the parent-death signal: set it again
     _step("parent-death signal", linux.prctl, linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    _step("not dumpable", linux.prctl, linux.PR_SET_DUMPABLE, 0)
+    try:  # the last step: the filter also refuses calls the steps above make
+        seccomp.load(syscalls)
+    except seccomp.FilterError as exc:
+        raise Refused(f"system call filter: {exc}") from None
 
 
 def _open_source(path: str) -> int:

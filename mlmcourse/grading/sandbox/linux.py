@@ -14,7 +14,8 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+KEYCTL_JOIN_SESSION_KEYRING = 1
 MADV_COLLAPSE = 25
 HUGE_PAGE = 1 << 21
 
@@ -53,6 +54,13 @@ def setns(fd: int, nstype: int) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(155 if os.uname().machine == "x86_64" else 41, _c(new_root),
                          _c(put_old)), "pivot_root")
+
+
+def join_new_session_keyring() -> None:
+    """Leave the inherited session keyring for a new, empty, anonymous one."""
+    keyctl = 250 if os.uname().machine == "x86_64" else 219
+    serial = _libc.syscall(keyctl, KEYCTL_JOIN_SESSION_KEYRING, None)
+    _check(0 if serial > 0 else -1, "keyctl join session keyring")
 
 
 def sethostname(name: str) -> None:

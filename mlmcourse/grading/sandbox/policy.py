@@ -32,7 +32,28 @@ earlier results, home folders, other checkouts, or anything else of the host.
 **Processes.** New PID, mount, network (loopback only, down), IPC and UTS namespaces
 (:attr:`Policy.namespaces`); its own unprivileged uid and gid from a range no host account or
 service can hold (checked when a run starts; one per job slot); no supplementary groups; no new
-privileges; killed when the grader goes away.
+privileges; a fresh, empty session keyring (kernel keyrings are not namespaced, and a change of
+uid keeps the grader's); never a core dump (see :attr:`Limits.core_bytes`); killed when the
+grader goes away.
+
+**System calls.** A seccomp filter (:attr:`Policy.syscalls`, built from
+:data:`REFUSED_SYSCALLS`, loaded last, before any student code) refuses the kernel interfaces a
+grading sandbox never needs and that unprivileged code uses to attack the kernel or to escape:
+new namespaces, mounts, tracing other processes, BPF, perf events, ``userfaultfd``,
+``io_uring``, the key ring, modules, ``kexec``, reboot, swap, accounting, quotas, the kernel
+log, ``chroot``, file handles and personalities other than Linux's own. The filter's default is
+to *allow*, with this table of refusals, plus two rules that keep it closed where the table
+cannot see: a system call of any other ABI than the native one (32-bit ``int 0x80``, x32) kills
+the process, and a system call number newer than the filter library's table (below
+:data:`SYSCALL_NUMBERS`) fails with ``ENOSYS``, so a kernel interface added after this table was
+written is refused, not open.
+
+Why not an allowlist of system calls: CPython, glibc, NumPy, PyTorch (OpenMP threads, its
+allocators) and IPython together use a set of calls that changes with each of their versions
+and with the kernel (``clone3``, ``rseq``, ``statx``, ``faccessat2``, ``futex_waitv``...); an
+allowlist that misses one breaks honest students' code in ways that look like their own bugs,
+silently, on the next upgrade. The isolation above is the allowlist (what exists in the
+sandbox); the filter removes the kernel's attack surface, which is the set below and is stable.
 
 **Resources** (:class:`Limits`). Its job slot's cgroup (v1 or v2, :attr:`Policy.cgroups`: see
 :mod:`~mlmcourse.grading.sandbox.cgroups`), which holds no other sandbox while it runs (only the
@@ -59,6 +80,7 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
+from errno import ENOSYS, EPERM, errorcode
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +114,68 @@ UID_BLOCK = 64
 UID_BLOCKS = 256
 
 
+# -- System calls ------------------------------------------------------------------------------
+# The seccomp filter as data: :mod:`~mlmcourse.grading.sandbox.seccomp` installs this table
+# whole; a rule it cannot install refuses the sandbox.
+
+
+@dataclass(frozen=True)
+class RefusedCalls:
+    """A family of system calls the sandbox refuses, failing with ``errno``.
+
+    Every call is refused, unless one of the two conditions on the call's ``argument`` (its
+    first by default) is given: ``any_bits`` (refused only when the argument has one of these
+    bits set) or ``unless_one_of`` (refused unless the argument is one of these values).
+    """
+
+    family: str
+    syscalls: tuple[str, ...]
+    errno: int = EPERM
+    argument: int = 0
+    any_bits: int = 0
+    unless_one_of: tuple[int, ...] = ()
+
+
+CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
+                         | 0x20000000 | 0x40000000)
+"""``CLONE_NEWNS``, ``CLONE_NEWCGROUP``, ``CLONE_NEWUTS``, ``CLONE_NEWIPC``, ``CLONE_NEWUSER``,
+``CLONE_NEWPID`` and ``CLONE_NEWNET``: the flags of ``clone`` that make a namespace
+(``CLONE_NEWTIME`` exists for ``unshare`` and ``clone3`` only: in ``clone`` its bit belongs to
+the exit signal)."""
+PER_LINUX, PERSONALITY_QUERY = 0, 0xFFFF_FFFF
+"""Linux's own personality, and the value that only asks for the current one."""
+
+
+REFUSED_SYSCALLS: tuple[RefusedCalls, ...] = (
+    RefusedCalls("namespaces", ("unshare", "setns")),
+    RefusedCalls("namespaces", ("clone",), any_bits=CLONE_NAMESPACE_FLAGS),
+    # clone3 passes its flags in memory, which a filter cannot read: ENOSYS, so that glibc and
+    # CPython fall back to clone (whose flags the rule above reads), as Docker's profile does
+    RefusedCalls("namespaces", ("clone3",), errno=ENOSYS),
+    RefusedCalls("mounts", ("mount", "umount2", "pivot_root", "move_mount", "open_tree",
+                            "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")),
+    RefusedCalls("other processes' memory", ("ptrace", "process_vm_readv",
+                                             "process_vm_writev")),
+    RefusedCalls("kernel programs and events", ("bpf", "perf_event_open", "userfaultfd")),
+    RefusedCalls("io_uring", ("io_uring_setup", "io_uring_enter", "io_uring_register")),
+    RefusedCalls("key ring", ("keyctl", "add_key", "request_key")),
+    RefusedCalls("kernel modules", ("init_module", "finit_module", "delete_module")),
+    RefusedCalls("kexec and reboot", ("kexec_load", "kexec_file_load", "reboot")),
+    RefusedCalls("swap", ("swapon", "swapoff")),
+    RefusedCalls("accounting and quotas", ("acct", "quotactl", "quotactl_fd")),
+    RefusedCalls("kernel log", ("syslog",)),
+    RefusedCalls("chroot", ("chroot",)),
+    RefusedCalls("file handles", ("open_by_handle_at", "name_to_handle_at")),
+    RefusedCalls("personality", ("personality",), unless_one_of=(PER_LINUX, PERSONALITY_QUERY)),
+)
+"""What the seccomp filter refuses; every other call of the native ABI is allowed."""
+SYSCALL_NUMBERS = 512
+"""System call numbers above the greatest the filter library names (newer than its table) and
+below this fail with ``ENOSYS`` (x86-64's and arm64's system calls are numbered below it)."""
+
+# -- Limits and the policy --------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one submission (bytes, seconds, CPUs, counts)."""
@@ -104,7 +188,13 @@ class Limits:
     processes: int = 64
     file_bytes: int = 64 * MB
     open_files: int = 256
-    core_bytes: int = 0
+    core_bytes: int = 1
+    """``RLIMIT_CORE`` of every sandbox process, soft and hard (a process cannot raise it, and it
+    survives ``exec``). Not 0: the kernel ignores the core limit when ``core_pattern`` pipes
+    dumps to a helper (systemd-coredump, apport), except for the value 1, which it reads as "no
+    dump" (``fs/coredump.c``); a dump to a file needs at least a page, so 1 stops those too. The
+    sandbox is also marked not dumpable (``PR_SET_DUMPABLE`` 0), which ``exec`` undoes, the
+    limit not."""
     tmp_bytes: int = 512 * MB
     shm_bytes: int = 64 * MB
     root_bytes: int = 8 * MB
@@ -153,6 +243,8 @@ class Policy:
     namespaces: tuple[str, ...]
     cgroups: Plan
     """The run's cgroups (version and folders); each job slot's zygote makes its own below."""
+    syscalls: tuple[RefusedCalls, ...]
+    """What the system-call filter refuses (every other call of the native ABI is allowed)."""
     limits: Limits
     hostname: str = HOSTNAME
     workdir: str = WORKDIR
@@ -183,6 +275,9 @@ class Policy:
                    namespaces=tuple(plain["namespaces"]),
                    cgroups=Plan(version=int(plain["cgroups"]["version"]),
                                 run=tuple(plain["cgroups"]["run"])),
+                   syscalls=tuple(RefusedCalls(**{**rule, "syscalls": tuple(rule["syscalls"]),
+                                                  "unless_one_of": tuple(rule["unless_one_of"])})
+                                  for rule in plain["syscalls"]),
                    limits=Limits(**plain["limits"]), hostname=plain["hostname"],
                    workdir=plain["workdir"])
 
@@ -201,6 +296,15 @@ class Policy:
                       "device": f"device {m.source}", "proc": "proc of its PID namespace",
                       "work": "the student's files, owned by the sandbox's uid"}[m.kind]
             lines.append(f"  {m.target:<40} {detail}")
+        lines += ["", "system calls refused (errno; a call of another ABI kills the process):"]
+        for rule in self.syscalls:
+            condition = (f" when argument {rule.argument} has a bit of {rule.any_bits:#x}"
+                         if rule.any_bits else
+                         f" unless argument {rule.argument} is one of "
+                         f"{', '.join(f'{v:#x}' for v in rule.unless_one_of)}"
+                         if rule.unless_one_of else "")
+            lines.append(f"  {rule.family + ':':<28} {', '.join(rule.syscalls)} "
+                         f"({errorcode.get(rule.errno, rule.errno)}){condition}")
         lines += ["", "environment:"] + [f"  {k}={v}" for k, v in self.environment]
         lines += ["", "limits:"] + [f"  {f.name:<18} {getattr(self.limits, f.name)}"
                                      for f in dataclasses.fields(self.limits)]
@@ -256,7 +360,8 @@ def build_policy(uid: int, cgroups: Plan, limits: Limits) -> Policy:
                    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
     return Policy(uid=uid, mounts=tuple(mounts), environment=tuple(environment.items()),
-                  namespaces=NAMESPACES, cgroups=cgroups, limits=limits)
+                  namespaces=NAMESPACES, cgroups=cgroups, syscalls=REFUSED_SYSCALLS,
+                  limits=limits)
 
 
 def _identity_files(uid: int, hostname: str, workdir: str) -> dict[str, Mount]:

@@ -19,11 +19,14 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmcourse.grading.sandbox import cgroups, isolation, linux, protocol
 from mlmcourse.grading.sandbox.kernel import make_shell, serve
 from mlmcourse.grading.sandbox.policy import Policy
+
+if TYPE_CHECKING:
+    import pyseccomp
 
 CONTROL_BYTES = 1 << 16
 """The largest message between a worker and its zygote (a pid, an exit report)."""
@@ -54,6 +57,13 @@ def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
     shell = make_shell()
     settle_image()
     slot = isolation.cgroup_slot(policy, os.getpid()) if policy is not None else None
+    # the policy's system-call filter, built once here and loaded by each sandbox
+    syscalls, filter_refusal = None, ""
+    if policy is not None:
+        try:
+            syscalls = isolation.syscall_filter(policy.syscalls)
+        except isolation.Refused as exc:
+            filter_refusal = str(exc)
     joined = False  # the zygote joins its slot's cgroups once, before its first sandbox
     intact = True
     while intact:
@@ -71,6 +81,7 @@ def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
                 active = slot
             except OSError as exc:
                 refusal = f"cgroups: {exc}"
+            refusal = refusal or filter_refusal
         isolated = False
         if policy is not None and not refusal:
             try:
@@ -80,7 +91,7 @@ def _zygote_main(sock: socket.socket, policy: Policy | None) -> None:
                 refusal = str(exc)
         pid = os.fork()
         if pid == 0:
-            _sandbox_main(shell, policy, fds, sock.fileno(), refusal)
+            _sandbox_main(shell, policy, syscalls, fds, sock.fileno(), refusal)
         if isolated:
             try:
                 isolation.restore_pid_namespace(own_pid_namespace)
@@ -139,8 +150,8 @@ def _reap_orphans(seconds: float = 2.0) -> None:
         pass
 
 
-def _sandbox_main(shell: Any, policy: Policy | None, fds: list[int], zygote_fd: int,
-                  refusal: str) -> None:
+def _sandbox_main(shell: Any, policy: Policy | None, syscalls: pyseccomp.SyscallFilter | None,
+                  fds: list[int], zygote_fd: int, refusal: str) -> None:
     """The forked kernel: isolate, then serve the grader's requests."""
     request_fd, reply_fd, output_fd, workdir_fd = fds
     try:
@@ -149,15 +160,18 @@ def _sandbox_main(shell: Any, policy: Policy | None, fds: list[int], zygote_fd: 
         os.dup2(output_fd, 2)
         os.close(output_fd)
         isolation.close_other_fds({0, 1, 2, request_fd, reply_fd, workdir_fd})
-        sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        # the kernel's own streams are the output pipe (IPython's display reads __stdout__)
+        sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)  # type: ignore[misc]
+        sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # type: ignore[misc]
         if policy is None:
             os.setsid()
             os.fchdir(workdir_fd)
             os.close(workdir_fd)
         else:
             isolation.enter_namespaces(policy, refusal)
-            isolation.confine(policy, workdir_fd)
+            if syscalls is None:
+                raise isolation.Refused("system call filter: not built")
+            isolation.confine(policy, workdir_fd, syscalls)
         protocol.send(reply_fd, ["ready"])
     except BaseException as exc:  # noqa: BLE001 - fail closed: say why, run nothing
         reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
