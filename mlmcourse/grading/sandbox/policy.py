@@ -305,6 +305,8 @@ class Policy:
                          if rule.unless_one_of else "")
             lines.append(f"  {rule.family + ':':<28} {', '.join(rule.syscalls)} "
                          f"({errorcode.get(rule.errno, rule.errno)}){condition}")
+        lines.append(f"  {'newer calls:':<28} numbers the filter library does not name, below "
+                     f"{SYSCALL_NUMBERS} (ENOSYS)")
         lines += ["", "environment:"] + [f"  {k}={v}" for k, v in self.environment]
         lines += ["", "limits:"] + [f"  {f.name:<18} {getattr(self.limits, f.name)}"
                                      for f in dataclasses.fields(self.limits)]
