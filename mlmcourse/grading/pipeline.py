@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -119,9 +120,11 @@ def prepare(settings: Settings) -> Run:
                                  "isolation") from None
     limits = Limits(cpu_seconds=int(settings.timeout) + 10)
     policy = build_policy(uid_base, folders, limits) if settings.sandbox else None
-    workroot = Path(tempfile.gettempdir()) / f"mlmcourse-grade-{uid_base or os.getpid()}"
-    shutil.rmtree(workroot, ignore_errors=True)  # left by a killed run of this uid block
-    workroot.mkdir(mode=0o700)
+    if uid_lock is not None:
+        _remove_left_behind(Path(uids.left_behind(uid_lock)))
+    workroot = Path(tempfile.mkdtemp(prefix=WORKROOT_PREFIX))  # 0700, a name nobody can guess
+    if uid_lock is not None:
+        uids.record_workroot(uid_lock, str(workroot))
     release = release_path(settings.course, settings.assignment).parent
     extra = [(str(p), p.name) for p in sorted(release.glob("*"))
              if p.is_file() and not p.is_symlink() and p.suffix != ".ipynb"] \
@@ -129,6 +132,24 @@ def prepare(settings: Settings) -> Run:
     out = settings.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     return Run(settings, path, source, out, workroot, policy, extra, ResultStore(out), uid_lock)
+
+
+WORKROOT_PREFIX = "mlmcourse-grade-"
+
+
+def _remove_left_behind(path: Path) -> None:
+    """Remove the working folder a killed run of the same uid block left, if it still is one:
+    a root-owned folder (mode 0700) of the temporary folder, named as :func:`prepare` names
+    them. Its name was recorded in the root-only lock file, and in the sticky temporary folder
+    nobody else can rename or replace a folder of root's."""
+    if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith(WORKROOT_PREFIX):
+        return
+    try:
+        info = path.lstat()
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o700:
+        shutil.rmtree(path, ignore_errors=True)  # never follows a link (fd-based on Linux)
 
 
 def finish(run: Run) -> None:
@@ -141,6 +162,7 @@ def finish(run: Run) -> None:
         except OSError:
             pass
     if run.uid_lock is not None:
+        uids.record_workroot(run.uid_lock, "")
         os.close(run.uid_lock)
 
 

@@ -25,7 +25,7 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "course_template"
 CHECKOUT_SOURCES = Path(__file__).resolve().parents[2] / "autograder" / "source"
 PLACEHOLDER = "__COURSE_ID__"
 PARAMETERS_NAME = "parameters.json"
-COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 class InitError(Exception):
