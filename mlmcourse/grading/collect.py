@@ -8,8 +8,10 @@ Layouts understood:
 - a flat folder or an LMS zip of ``<student>_<anything>.ipynb`` files, or a zip of
   per-student folders.
 The notebook must be named ``<assignment>.ipynb`` inside a student folder; a single differently
-named notebook is reported as misnamed. In an nbgrader tree, a student folder without this
-assignment's folder is not a submission of it. One filter (:func:`_entries`) lists every folder:
+named notebook is reported as misnamed. In nbgrader's tree (a folder named ``submitted``), a
+student folder without this assignment's folder is not a submission of it; elsewhere each
+student's folder is read on its own (``<student>/<assignment>/`` if there is one), so that no
+student's layout changes how the others' are read. One filter (:func:`_entries`) lists every folder:
 symbolic links are never followed, hidden and system entries are skipped. Nothing here modifies
 the originals.
 
@@ -394,7 +396,6 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     warnings: list[str] = []
     notebooks = [p for p in entries if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in entries if p.is_dir()]
-    nbgrader_tree = nbgrader_tree or any(_assignment_folder(f, assignment) for f in folders)
     usable_notebooks, usable_folders = [], []
     for path in notebooks + folders:
         student_id = path.stem.split("_", 1)[0] if path in notebooks else path.name

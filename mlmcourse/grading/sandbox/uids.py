@@ -48,7 +48,10 @@ def _held_on_host(first: int, last: int) -> list[str]:
 def _open_lock_dir() -> int:
     """The lock folder, made if missing, opened without following a link and checked: a real
     folder in a root-owned parent nobody else can write to, owned by root, mode 0700."""
-    parent = os.open(LOCK_DIR.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent = os.open(LOCK_DIR.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UidsUnavailable(f"{LOCK_DIR.parent} cannot be opened ({exc.strerror})") from None
     try:
         info = os.fstat(parent)
         if info.st_uid != 0 or info.st_mode & 0o022:
@@ -74,8 +77,12 @@ def _open_lock_dir() -> int:
 
 
 def _open_lock(folder: int, block: int) -> int:
-    fd = os.open(f"{block}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                 dir_fd=folder)
+    try:
+        fd = os.open(f"{block}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=folder)
+    except OSError as exc:
+        raise UidsUnavailable(f"{LOCK_DIR / f'{block}.lock'} cannot be opened ({exc.strerror}): "
+                              "remove it") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != 0:
         os.close(fd)
