@@ -386,3 +386,58 @@ def test_only_a_killed_runs_own_work_folder_is_removed(tmp_path: Path, unavailab
         assert theirs.is_dir() and (target / "file").exists()
     finally:
         subprocess.run(["rm", "-rf", str(theirs), str(link)], check=True)
+
+
+# --- a class run -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_class_run_grades_the_snapshot_and_contains_each_submission(
+        tmp_path: Path, monkeypatch, unavailable) -> None:
+    if os.geteuid() != 0:
+        unavailable("the sandbox needs root")
+    course = corpus.write_course(tmp_path / "course")
+    source = corpus.source_notebook()
+    good, blank = corpus.solved(source), corpus.release(source)
+    reader = corpus._with(blank, "answer_cell",
+                          'answer_valid = open("data/notes.txt").read().strip()')
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    notebooks = {"honest": good, "ana": reader, "bo": good, "cy": good,
+                 "big": corpus._with(good, "answer_cell", "answer_valid = 10**400")}
+    for student_id, nb in notebooks.items():
+        _write(subs / student_id / "softmax.ipynb", json.dumps(nb).encode())
+    _write(subs / "ana" / "data" / "notes.txt", b"original notes")
+    _write(Path(os.fsdecode(os.fsencode(subs / "cy") + b"/\xff.csv")), b"1")
+    secret = _write(tmp_path / "root-only" / "notes.txt", b"a root-only secret")
+    secret.parent.chmod(0o700)
+    discovered: dict[str, str] = {}
+    collect_as_usual = pipeline.collect
+
+    def collect_then_swap(run: pipeline.Run) -> list[collect.Submission]:
+        found = collect_as_usual(run)
+        discovered.update({s.student_id: s.sha256 for s in found})
+        (subs / "ana" / "softmax.ipynb").unlink()  # the source notebook: full marks if read
+        (subs / "ana" / "softmax.ipynb").symlink_to(course / "source" / "softmax" /
+                                                    "softmax.ipynb")
+        (subs / "ana" / "data" / "notes.txt").unlink()
+        (subs / "ana" / "data").rmdir()
+        (subs / "ana" / "data").symlink_to(secret.parent, target_is_directory=True)
+        (subs / "bo" / "softmax.ipynb").unlink()
+        os.mkfifo(subs / "bo" / "softmax.ipynb")
+        return found
+
+    monkeypatch.setattr(pipeline, "collect", collect_then_swap)
+    with no_hang(900):
+        rows = pipeline.grade_class(pipeline.Settings("softmax", subs, out, course, 2, 60.0),
+                                    say=lambda _: None)
+    by_id = {r.student_id: r for r in rows}
+    for student_id in ("honest", "bo", "big"):
+        assert by_id[student_id].cells["test_softmax"].passed, student_id
+    assert by_id["ana"].answers["answer_valid"] == "original notes"
+    assert not by_id["ana"].cells["test_softmax"].passed and by_id["ana"].score == 0
+    assert by_id["cy"].status == "failed" and "UTF-8" in by_id["cy"].reason
+    for student_id in notebooks:
+        stored = json.loads((out / "results" / f"{student_id}.json").read_text())
+        assert stored["submission_sha"] == discovered[student_id], student_id
+    assert "root-only secret" not in "".join(p.read_text() for p in out.rglob("*.html"))
+    assert (out / "report.html").exists() and by_id["big"].answers["answer_valid"] == 10**400
