@@ -199,6 +199,7 @@ def test_a_zip_entry_that_cannot_be_extracted_fails_its_student_only(tmp_path: P
     "2026-11-30 18:30:00.000000 ../../../../etc/passwd",  # a file as a time-zone key
     "2026-11-30 18:30:00.000000 America/New_York",  # a real key: still never looked up
     "2026-11-30 18:30:00 +99:00", "99999-01-01 00:00:00", "0000-01-01 00:00:00",
+    "0001-01-01 00:00:00", "9999-12-31 23:59:59",  # no date computed with can be that far
     "9999-12-31 23:59:59 -23:59",  # past the largest datetime once in UTC
     "2026-11-30 18:30:00" + "0" * 10_000, "2026-02-30 12:00:00", "tomorrow", "",
 ])

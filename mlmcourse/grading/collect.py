@@ -50,6 +50,9 @@ MAX_DEPTH = 16
 """Folders nested in a submission, at most."""
 MAX_ZIP_BYTES = 2 * 1024**3
 MAX_TIMESTAMP_BYTES = 200
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""Years a submission time may have (nothing later computes with a time near the ends of
+``datetime``'s range)."""
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 """A student id names folders and spreadsheet rows: it starts with a letter or digit (never
 ``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula). It must match whole
@@ -106,6 +109,8 @@ def parse_timestamp(text: str) -> dt.datetime:
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     micro = int((match[7] or "0").ljust(6, "0"))
     try:
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValueError(f"the year is not between {FIRST_YEAR} and {LAST_YEAR}")
         when = dt.datetime(year, month, day, hour, minute, second, micro)
         if match[9]:
             hours, minutes = int(match[10]), int(match[11])
@@ -348,7 +353,7 @@ def extract_zip(archive: Path, target: Path) -> tuple[Path, list[tuple[Path, str
                     reason = getattr(exc, "strerror", None) or type(exc).__name__
                     failed.append((destination, f"the zip entry {shown(member.filename)} cannot "
                                                 f"be extracted ({reason})"))
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise UsageError(f"cannot read the zip {archive}: {exc}") from None
     return target, failed
 

@@ -94,7 +94,9 @@ class Run:
 
 
 def prepare(settings: Settings) -> Run:
-    """Check the request and the machine; reserve uids and cgroups; fail closed."""
+    """Check the request and the machine; reserve uids and cgroups; fail closed. The work
+    folder is new (``mkdtemp``: mode 0700, a name nobody can take first); the one a killed run
+    of the same uid block left is removed."""
     path = source_path(settings.course, settings.assignment)
     if not path.exists():
         raise GradingRefused(f"no assignment {settings.assignment!r}: {path} does not exist")
@@ -167,7 +169,8 @@ def finish(run: Run) -> None:
 
 
 def collect(run: Run) -> list[Submission]:
-    """Every submission of the assignment found in the submissions folder or zip."""
+    """Every submission of the assignment found in the submissions folder or zip, copied into
+    the run's snapshot (the only copy the workers read: see :mod:`~mlmcourse.grading.collect`)."""
     staging = run.workroot / "unpacked"
     staging.mkdir()
     try:
