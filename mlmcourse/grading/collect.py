@@ -92,10 +92,10 @@ class Submission:
     timestamp: bytes | None = None  # its ``timestamp.txt``, as read at discovery
 
 
-def shown(name: str) -> str:
+def shown(name: str, width: int = 80) -> str:
     """A name from a submission as it may appear in a message: quoted, with control characters
-    and bytes that are not UTF-8 escaped."""
-    return repr(name)
+    and bytes that are not UTF-8 escaped, at most ``width`` characters of it."""
+    return repr(name[:width]) + ("…" if len(name) > width else "")
 
 
 def parse_timestamp(text: str) -> dt.datetime:
