@@ -158,6 +158,7 @@ class _Copy:
         self.timestamp: bytes | None = None
 
     def entry(self) -> None:
+        """Count one more file or folder against :data:`MAX_SUBMISSION_ENTRIES`."""
         self.entries_left -= 1
         if self.entries_left < 0:
             raise Refused(f"the submission holds more than {MAX_SUBMISSION_ENTRIES} files "

@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
     from mlmcourse.grading import gradebook
 
 SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
+WORKROOT_PREFIX = "mlmcourse-grade-"
+"""How a run's work folder is named: this, then what ``mkdtemp`` draws."""
 
 
 class GradingRefused(Exception):
@@ -134,9 +136,6 @@ def prepare(settings: Settings) -> Run:
     out = settings.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     return Run(settings, path, source, out, workroot, policy, extra, ResultStore(out), uid_lock)
-
-
-WORKROOT_PREFIX = "mlmcourse-grade-"
 
 
 def _remove_left_behind(path: Path) -> None:
