@@ -1,11 +1,19 @@
 """The report's SVG charts: well-formed, right bar sizes and counts, student text shown
-literally (never markup, never math)."""
+literally (never markup, never math); any answers a class gives (numbers too large for a float,
+infinities, NaN) make a report, with only finite numbers summarised."""
 
 from __future__ import annotations
 
+import math
+import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from mlmcourse.grading.outputs import charts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlmcourse.grading.model import Result, Status
+from mlmcourse.grading.outputs import charts, report
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -50,3 +58,31 @@ def test_histogram_counts_every_value_in_its_bin() -> None:
 def test_ticks_are_round_and_cover_the_maximum() -> None:
     assert charts._ticks(100) == [0, 20, 40, 60, 80, 100]
     assert charts._ticks(7)[-1] >= 7 and charts._ticks(0) == [0.0, 1.0]
+
+
+def test_histogram_of_the_widest_finite_range() -> None:
+    big = 1.7e308  # the span from -big to big is larger than the largest float
+    assert charts.bins([-big, 0.0, big], -big, big, 4) == [1, 0, 1, 1]
+    ET.fromstring(charts.histogram([-big, big], -big, big, 30, "t", "x"))
+
+
+ANSWERS = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=20),
+    st.floats(),  # infinities and NaN included
+    st.integers(min_value=-10**4299, max_value=10**4299),  # as large as the protocol allows
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(ANSWERS, min_size=1, max_size=6))
+def test_the_report_summarises_any_answers_and_only_finite_numbers(values: list) -> None:
+    rows = [Result(f"s{i}", "a", 1.0, Status.GRADED, answers={"answer_x": value})
+            for i, value in enumerate(values)]
+    with tempfile.TemporaryDirectory() as out:
+        report.write_report(Path(out), "a", [], rows)
+        assert (Path(out) / "report.html").exists()
+    summary = report.numeric_summary("answer_x", rows)
+    shown = [summary[k] for k in ("min", "q1", "median", "q3", "max") if summary[k] is not None]
+    finite = [v for v in values if report.finite(v) is not None]
+    assert summary["answered"] == len(finite)
+    assert all(math.isfinite(x) for x in shown[:1] + shown[-1:])  # the range: given values

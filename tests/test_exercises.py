@@ -436,3 +436,28 @@ def test_shortcut_answers_are_otherwise_correct() -> None:
             if v.nbgrader_meta(c).get("grade_id") == grade_id
         )
         assert any(name.rpartition(".")[2] in source for name in forbidden), assignment
+
+
+def test_hidden_inputs_and_their_references_stay_out_of_the_messages() -> None:
+    """An answer right on the visible inputs and wrong on the hidden ones fails with a message
+    that names neither a hidden input nor its reference value (issue 17: ex4's large-logits test
+    quoted both)."""
+    nb = v.read(v.source_path("ex4_cross_entropy"))
+    namespace: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not v.nbgrader_meta(cell).get("grade"):
+            exec(v.solution_text(cell.source), namespace)
+    right = namespace["token_cross_entropy"]
+    visible = ([0.0, 1.0], [1e4, 1e4, 0.0], [1e4, 0.0, -1e4, 5.0])
+
+    def visible_only(logits, target):
+        value = right(logits, target)
+        return value if logits.tolist() in visible else value + 7.0
+
+    namespace["token_cross_entropy"] = visible_only
+    test = next(c for c in nb.cells
+                if v.nbgrader_meta(c).get("grade_id") == "test_token_cross_entropy_large_logits")
+    with pytest.raises(AssertionError) as failure:
+        exec(test.source, namespace)
+    message = str(failure.value)
+    assert message and not re.search(r"1000|9997|3\.0|\[", message), message

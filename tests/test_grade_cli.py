@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_layouts_folder_nbgrader_tree_and_lms_zip(tmp_path: Path) -> None:
     assert [rel for _, rel in found[0].files] == ["softmax.ipynb"]
     assert not (tmp_path / "escape.ipynb").exists()
     with pytest.raises(UsageError):
-        discover(tmp_path / "s1", "softmax", tmp_path / "s4")  # nothing in it
+        discover(Path(tempfile.mkdtemp(dir=tmp_path)), "softmax", tmp_path / "s4")  # empty
 
 
 def _session_gone(session: int, seconds: float = 15) -> bool:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlmcourse.grading.sandbox import protocol
 
@@ -104,6 +106,56 @@ def _blob(data: bytes) -> bytes:
 def test_decoder_refuses_malformed_messages(payload: bytes) -> None:
     with pytest.raises(protocol.ProtocolError):
         protocol.decode(payload)
+
+
+def _array(tag: bytes, dtype: bytes, shape: tuple[int, ...], raw: bytes) -> bytes:
+    dims = b"".join(struct.pack(">Q", n) for n in shape)
+    return tag + _blob(dtype) + struct.pack(">Q", len(shape)) + dims + _blob(raw)
+
+
+@pytest.mark.parametrize("payload", [
+    b"I" + _blob(b"--5"), b"I" + _blob(b"-"), b"I" + _blob(b"5-"),  # int() itself refuses
+    _array(b"A", b"float64", (0, 2**63), b""),  # no bytes, but more dimensions than NumPy allows
+    _array(b"P", b"float64", (0, 2**62, 2**62), b""),
+    _array(b"P", b"bfloat16", (0, 2**63 - 1), b""),
+])
+def test_malformed_replies_that_numpy_or_int_refuse_are_protocol_errors(payload: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(payload)
+
+
+VALID = protocol.encode([1, -2, 0.5, "text", b"raw", None, True, {"k": (1, 2)},
+                         np.arange(6, dtype=np.int64).reshape(2, 3), np.float32(1.5),
+                         torch.ones(2, 2, dtype=torch.bfloat16), 10**30])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_fuzzed_frames_decode_or_raise_the_protocols_own_error(data: st.DataObject) -> None:
+    """Every way to break a frame (random bytes, a valid one cut, changed or spliced) ends in
+    a value or a ProtocolError, never another exception the grader would take as its own."""
+    kind = data.draw(st.sampled_from(["random", "flipped", "cut", "spliced", "int", "array"]))
+    if kind == "random":
+        payload = data.draw(st.binary(max_size=200))
+    elif kind == "int":  # digits and signs in any order
+        payload = b"I" + _blob(data.draw(st.from_regex(rb"[-+ ]{0,3}[0-9_]{0,3}-?",
+                                                        fullmatch=True)))
+    elif kind == "array":  # any dtype name, shape and byte count
+        dims = st.sampled_from([0, 1, 2, 3, 2**31, 2**62, 2**63, 2**64 - 1])
+        payload = _array(data.draw(st.sampled_from([b"A", b"P"])),
+                         data.draw(st.sampled_from([b"float64", b"bfloat16", b"int8", b"bool"])),
+                         tuple(data.draw(st.lists(dims, max_size=4))),
+                         data.draw(st.sampled_from([b"", b"\0" * 8, b"\1" * 6])))
+    elif kind == "cut":
+        payload = VALID[:data.draw(st.integers(0, len(VALID) - 1))]
+    else:
+        at = data.draw(st.integers(0, len(VALID) - 1))
+        insert = data.draw(st.binary(min_size=1, max_size=9))
+        payload = VALID[:at] + insert + VALID[at + (len(insert) if kind == "flipped" else 0):]
+    try:
+        protocol.decode(payload, max_items=10_000)
+    except protocol.ProtocolError:
+        pass
 
 
 def test_decoder_limits_nesting_depth() -> None:

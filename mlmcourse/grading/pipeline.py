@@ -21,6 +21,7 @@ import datetime as dt
 import itertools
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -49,6 +50,8 @@ if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
     from mlmcourse.grading.outputs import gradebook
 
 SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
+WORKROOT_PREFIX = "mlmcourse-grade-"
+"""How a run's work folder is named: this, then what ``mkdtemp`` draws."""
 
 
 class GradingRefused(Exception):
@@ -130,7 +133,9 @@ def release_sandbox(policy: Policy, uid_lock: int) -> None:
 
 
 def prepare(settings: Settings) -> Run:
-    """Check the request and the machine; reserve uids and cgroups; fail closed."""
+    """Check the request and the machine; reserve uids and cgroups; fail closed. The work
+    folder is new (``mkdtemp``: mode 0700, a name nobody can take first); the one a killed run
+    of the same uid block left is removed."""
     path = source_path(settings.course, settings.assignment)
     if not path.exists():
         raise GradingRefused(f"no assignment {settings.assignment!r}: {path} does not exist")
@@ -141,10 +146,11 @@ def prepare(settings: Settings) -> Run:
     except (ValueError, SubmissionProblem) as exc:
         raise GradingRefused(f"cannot read the source notebook {path}: {exc}") from None
     policy, uid_lock = sandbox_policy(settings.timeout) if settings.sandbox else (None, None)
-    uid_base = policy.uid if policy is not None else 0
-    workroot = Path(tempfile.gettempdir()) / f"mlmcourse-grade-{uid_base or os.getpid()}"
-    shutil.rmtree(workroot, ignore_errors=True)  # left by a killed run of this uid block
-    workroot.mkdir(mode=0o700)
+    if uid_lock is not None:
+        _remove_left_behind(Path(uids.left_behind(uid_lock)))
+    workroot = Path(tempfile.mkdtemp(prefix=WORKROOT_PREFIX))  # 0700, a name nobody can guess
+    if uid_lock is not None:
+        uids.record_workroot(uid_lock, str(workroot))
     release = release_path(settings.course, settings.assignment).parent
     extra = [(str(p), p.name) for p in sorted(release.glob("*"))
              if p.is_file() and not p.is_symlink() and p.suffix != ".ipynb"] \
@@ -154,15 +160,33 @@ def prepare(settings: Settings) -> Run:
     return Run(settings, path, source, out, workroot, policy, extra, ResultStore(out), uid_lock)
 
 
+def _remove_left_behind(path: Path) -> None:
+    """Remove the working folder a killed run of the same uid block left, if it still is one:
+    a root-owned folder (mode 0700) of the temporary folder, named as :func:`prepare` names
+    them. Its name was recorded in the root-only lock file, and in the sticky temporary folder
+    nobody else can rename or replace a folder of root's."""
+    if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith(WORKROOT_PREFIX):
+        return
+    try:
+        info = path.lstat()
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and stat.S_IMODE(info.st_mode) == 0o700:
+        shutil.rmtree(path, ignore_errors=True)  # never follows a link (fd-based on Linux)
+
+
 def finish(run: Run) -> None:
     """Remove the run's working folder and cgroups; release its uids."""
     shutil.rmtree(run.workroot, ignore_errors=True)
     if run.policy is not None and run.uid_lock is not None:
+        uids.record_workroot(run.uid_lock, "")
         release_sandbox(run.policy, run.uid_lock)
 
 
 def collect(run: Run) -> list[Submission]:
-    """Every submission of the assignment found in the submissions folder or zip."""
+    """Every submission of the assignment found in the submissions folder or zip, copied into
+    the run's snapshot (the only copy the workers read: see
+    :mod:`~mlmcourse.grading.inputs.collect`)."""
     staging = run.workroot / "unpacked"
     staging.mkdir()
     try:

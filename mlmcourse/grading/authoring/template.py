@@ -28,7 +28,7 @@ TEMPLATE = PACKAGE / "course_template"
 CHECKOUT_SOURCES = PACKAGE.parent / "autograder" / "source"
 PLACEHOLDER = "__COURSE_ID__"
 PARAMETERS_NAME = "parameters.json"
-COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+COURSE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 class InitError(Exception):

@@ -1,4 +1,5 @@
-"""Finding each student's submission in a folder, an nbgrader ``submitted/`` tree or an LMS zip.
+"""Finding each student's submission in a folder, an nbgrader ``submitted/`` tree or an LMS zip,
+and taking the snapshot that is graded.
 
 Layouts understood:
 - ``SUBMISSIONS/<student>/...`` (one folder per student holding the notebook and its files);
@@ -7,14 +8,28 @@ Layouts understood:
 - a flat folder or an LMS zip of ``<student>_<anything>.ipynb`` files, or a zip of
   per-student folders.
 The notebook must be named ``<assignment>.ipynb`` inside a student folder; a single differently
-named notebook is reported as misnamed. In an nbgrader tree, a student folder without this
-assignment's folder is not a submission of it. One filter (:func:`_entries`) lists every folder:
+named notebook is reported as misnamed. In nbgrader's tree (a folder named ``submitted``), a
+student folder without this assignment's folder is not a submission of it; elsewhere each
+student's folder is read on its own (``<student>/<assignment>/`` if there is one), so that no
+student's layout changes how the others' are read. One filter (:func:`_entries`) lists every folder:
 symbolic links are never followed, hidden and system entries are skipped. Nothing here modifies
 the originals.
 
-When a student handed in is read as nbgrader does: ``timestamp.txt`` in the submission folder
-(what ``nbgrader submit``/``collect`` write), else, for an LMS zip, the time of the notebook's zip
-entry (read as UTC); otherwise it is unknown (never late).
+**The snapshot.** Students may still be able to write to their folders while the class is
+graded, so each submission is copied once, at discovery, into a folder only root can read
+(:class:`Snapshot`), and hashed while it is copied: workers read only the copy, never the
+student's folder, so the hash, the graded bytes and the stored result always agree. The copy is
+walked from the submissions folder down with ``openat``-style opens that never follow a link at
+any depth; only regular files are copied (named pipes, devices and sockets are left out, opened,
+if at all, without blocking and checked with ``fstat`` before any read), with limits on the
+number of entries, the depth and the total size. Anything of one submission that cannot be read,
+copied or named (a file name that is not valid UTF-8, a zip entry whose name is too long for the
+file system) makes that submission ``failed`` with the reason; the others are unaffected.
+
+When a student handed in: in nbgrader's own ``submitted/`` tree, the ``timestamp.txt`` that
+``nbgrader submit``/``collect`` write, read strictly in nbgrader's format (:func:`parse_timestamp`);
+in an LMS zip, the time of the notebook's zip entry (read as UTC), whatever the student's folder
+holds; otherwise it is unknown (never late).
 """
 
 from __future__ import annotations
@@ -23,64 +38,222 @@ import datetime as dt
 import hashlib
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
+MAX_SUBMISSION_ENTRIES = 1000
+"""Files and folders one submission may hold (each one is listed, opened and copied)."""
+MAX_DEPTH = 16
+"""Folders nested in a submission, at most."""
 MAX_ZIP_BYTES = 2 * 1024**3
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+MAX_TIMESTAMP_BYTES = 200
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""Years a submission time may have (nothing later computes with a time near the ends of
+``datetime``'s range)."""
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 """A student id names folders and spreadsheet rows: it starts with a letter or digit (never
-``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula)."""
+``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula). It must match whole
+(``fullmatch``: no trailing newline that a ``$`` would let through)."""
 SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__"}
 TIMESTAMP_NAME = "timestamp.txt"
+_CHUNK = 1 << 20
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(?: ?(?:(UTC|GMT|Z)|([+-])(\d{2}):?(\d{2})))?", re.ASCII)
+"""What nbgrader writes: ``nbgrader submit`` ``%Y-%m-%d %H:%M:%S.%f %Z`` (its default time zone
+is UTC), ``nbgrader zip_collect`` an ISO time (``isoformat(' ')``, with or without an offset)."""
 
 
 class UsageError(Exception):
     """The submissions argument cannot be used (exit code 2)."""
 
 
+class Refused(Exception):
+    """Part of one submission cannot be taken into the snapshot (it becomes its ``problem``)."""
+
+
 @dataclass
 class Submission:
-    """One student's submission: files to copy into the sandbox and where the notebook is."""
+    """One student's submission: its files (in the snapshot) and where its notebook is."""
 
     student_id: str
     notebook: Path | None
-    files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, relative name)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (snapshot path, relative name)
     problem: str | None = None
     sha256: str = ""
     submitted_at: dt.datetime | None = None  # naive UTC, as nbgrader's gradebook stores it
     flat: bool = False  # one notebook among everyone's in one folder (no timestamp.txt of its own)
+    notebook_time: dt.datetime | None = None  # the notebook's modification time (naive UTC)
+    timestamp: bytes | None = None  # its ``timestamp.txt``, as read at discovery
 
 
-def read_timestamp(folder: Path) -> dt.datetime | None:
-    """The time in ``folder/timestamp.txt`` (nbgrader's format, any time zone) as naive UTC;
-    ``None`` when there is none. An unreadable one raises ``ValueError``."""
-    path = folder / TIMESTAMP_NAME
-    if not path.is_file() or path.is_symlink():
-        return None
-    text = path.read_text(encoding="utf-8", errors="replace").strip()[:100]
-    if not text:
-        return None
-    from nbgrader.utils import parse_utc
+def shown(name: str, width: int = 80) -> str:
+    """A name from a submission as it may appear in a message: quoted, with control characters
+    and bytes that are not UTF-8 escaped, at most ``width`` characters of it."""
+    return repr(name[:width]) + ("…" if len(name) > width else "")
 
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """A ``timestamp.txt`` in nbgrader's format as naive UTC; anything else raises
+    ``ValueError``. A zone is ``UTC``, ``GMT``, ``Z`` or a numeric offset: never a name looked
+    up in the time-zone database, since the file's text is the student's to choose."""
+    match = _TIMESTAMP.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"unreadable {TIMESTAMP_NAME} {text[:60]!r} (expected nbgrader's "
+                         "format, e.g. 2026-11-30 18:30:00.000000 UTC)")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    micro = int((match[7] or "0").ljust(6, "0"))
     try:
-        return parse_utc(text)
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValueError(f"the year is not between {FIRST_YEAR} and {LAST_YEAR}")
+        when = dt.datetime(year, month, day, hour, minute, second, micro)
+        if match[9]:
+            hours, minutes = int(match[10]), int(match[11])
+            if hours > 23 or minutes > 59:
+                raise ValueError("offset out of range")
+            offset = dt.timedelta(hours=hours, minutes=minutes)
+            when = when - offset if match[9] == "+" else when + offset
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"unreadable {TIMESTAMP_NAME} {text!r}") from exc
+        raise ValueError(f"unreadable {TIMESTAMP_NAME} {text[:60]!r} ({exc})") from None
+    return when
 
 
-def file_time(path: Path) -> dt.datetime:
-    """A file's modification time as naive UTC (a zip entry's time, once extracted)."""
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+def _time(seconds: float) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
-def _hash(files: list[tuple[str, str]], problem: str | None) -> str:
-    digest = hashlib.sha256((problem or "").encode())
-    for path, relative in sorted(files, key=lambda f: f[1]):
-        digest.update(relative.encode() + b"\0")
-        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+class Snapshot:
+    """The root-only folder (0700) holding the copy of every submission that is graded."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        self.folder = folder
+        self.taken = 0
+
+    def new_folder(self) -> Path:
+        """An empty folder for the next submission."""
+        self.taken += 1
+        path = self.folder / str(self.taken)
+        path.mkdir(mode=0o700)
+        return path
+
+
+class _Copy:
+    """One submission being copied into the snapshot: its files, their digests and budgets."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.files: dict[str, tuple[str, bytes, float]] = {}  # relative: (copy, sha256, mtime)
+        self.entries_left = MAX_SUBMISSION_ENTRIES
+        self.bytes_left = MAX_SUBMISSION_BYTES
+        self.timestamp: bytes | None = None
+
+    def entry(self) -> None:
+        """Count one more file or folder against :data:`MAX_SUBMISSION_ENTRIES`."""
+        self.entries_left -= 1
+        if self.entries_left < 0:
+            raise Refused(f"the submission holds more than {MAX_SUBMISSION_ENTRIES} files "
+                          "and folders")
+
+    def folder(self, fd: int, relative: tuple[str, ...]) -> None:
+        """Copy the folder open as ``fd`` (it stays open) and everything under it."""
+        if len(relative) > MAX_DEPTH:
+            raise Refused(f"folders nested more than {MAX_DEPTH} deep")
+        for name in sorted(os.listdir(fd)):
+            if name in SKIPPED_PARTS or name.startswith("."):
+                continue
+            self.entry()
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                child = os.open(name, _OPEN_FOLDER, dir_fd=fd)
+                try:
+                    self.folder(child, (*relative, name))
+                finally:
+                    os.close(child)
+            elif stat.S_ISREG(info.st_mode):
+                if not relative and name == TIMESTAMP_NAME:
+                    self.timestamp = _read_small(fd, name, MAX_TIMESTAMP_BYTES)
+                else:
+                    self.file(fd, name, (*relative, name))
+            # links, named pipes, devices and sockets are never opened
+
+    def file(self, dir_fd: int, name: str, relative: tuple[str, ...]) -> None:
+        """Copy one regular file, hashing it on the way."""
+        text = "/".join(relative)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Refused(f"the file name {shown(text)} is not valid UTF-8") from None
+        fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return  # swapped for something else since it was listed
+            if info.st_size > self.bytes_left:
+                raise Refused(f"the submission is larger than {MAX_SUBMISSION_BYTES // 1024**2} "
+                              "MB")
+            copy = self.target.joinpath(*relative)
+            copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            out = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, 0o600)
+            try:
+                while chunk := os.read(fd, _CHUNK):
+                    self.bytes_left -= len(chunk)
+                    if self.bytes_left < 0:  # it grew while being read
+                        raise Refused(f"the submission is larger than "
+                                      f"{MAX_SUBMISSION_BYTES // 1024**2} MB")
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view):]
+            finally:
+                os.close(out)
+            self.files[text] = (str(copy), digest.digest(), info.st_mtime)
+        finally:
+            os.close(fd)
+
+
+def _read_small(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of a regular file (``None`` if it is not one any more)."""
+    fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+    try:
+        return os.read(fd, limit) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
+
+
+def _open_under(top: Path, relative: tuple[str, ...], flags: int = _OPEN_FOLDER) -> int:
+    """Open ``top/relative`` without following a link below ``top`` (the path the instructor
+    gave, which is trusted)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for i, part in enumerate(relative):
+        try:
+            fd_next = os.open(part, flags if i == len(relative) - 1 else _OPEN_FOLDER, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = fd_next
+    return fd
+
+
+def _digest(files: dict[str, tuple[str, bytes, float]], problem: str | None) -> str:
+    digest = hashlib.sha256((problem or "").encode("utf-8", "surrogateescape"))
+    for relative in sorted(files):
+        digest.update(relative.encode("utf-8", "surrogateescape") + b"\0" + files[relative][1])
     return digest.hexdigest()
+
+
+def _problem_only(student_id: str, problem: str) -> Submission:
+    return Submission(student_id, None, [], problem, _digest({}, problem))
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -90,42 +263,42 @@ def _entries(folder: Path) -> list[Path]:
             and not p.name.startswith(".") and not p.is_symlink()]
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    """Regular files under ``folder``, found with :func:`_entries` at every level."""
-    found, pending = [], [folder]
-    while pending:
-        for path in _entries(pending.pop()):
-            if path.is_dir():
-                pending.append(path)
-            elif path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
-def from_student_folder(student_id: str, folder: Path, assignment: str) -> Submission:
-    """A submission from a folder holding one student's files."""
-    files = [p for p in _visible_files(folder) if p != folder / TIMESTAMP_NAME]
-    expected = folder / f"{assignment}.ipynb"
-    notebooks = [p for p in files if p.suffix == ".ipynb"]
+def from_student_folder(student_id: str, top: Path, relative: tuple[str, ...], assignment: str,
+                        snapshot: Snapshot) -> Submission:
+    """A submission from the folder ``top/relative`` holding one student's files, copied into
+    the snapshot."""
+    copy = _Copy(snapshot.new_folder())
+    try:
+        fd = _open_under(top, relative)
+        try:
+            copy.folder(fd, ())
+        finally:
+            os.close(fd)
+    except Refused as exc:
+        return _problem_only(student_id, str(exc))
+    except OSError as exc:
+        return _problem_only(student_id, f"the submission cannot be read ({exc.strerror})")
+    expected = f"{assignment}.ipynb"
+    notebooks = sorted(r for r in copy.files if r.endswith(".ipynb"))
     problem = None
-    if expected not in files:
+    if expected not in copy.files:
         if len(notebooks) == 1:
-            problem = (f"notebook misnamed: found {notebooks[0].relative_to(folder)}, "
-                       f"expected {assignment}.ipynb")
+            problem = f"notebook misnamed: found {shown(notebooks[0])}, expected {expected}"
         elif notebooks:
-            names = ", ".join(str(p.relative_to(folder)) for p in notebooks)
-            problem = f"no {assignment}.ipynb among the {len(notebooks)} notebooks ({names})"
+            names = ", ".join(map(shown, notebooks))
+            problem = f"no {expected} among the {len(notebooks)} notebooks ({names})"
         else:
-            problem = f"no notebook {assignment}.ipynb in the submission"
-    if sum(p.stat().st_size for p in files) > MAX_SUBMISSION_BYTES:
-        problem = f"the submission is larger than {MAX_SUBMISSION_BYTES // 1024**2} MB"
-        files = [expected] if expected in files else []
-    pairs = [(str(p), str(p.relative_to(folder))) for p in files]
-    return Submission(student_id, expected if problem is None else None, pairs, problem,
-                      _hash(pairs, problem))
+            problem = f"no notebook {expected} in the submission"
+    pairs = [(path, relative) for relative, (path, _, _) in sorted(copy.files.items())]
+    notebook = copy.files.get(expected) if problem is None else None
+    return Submission(student_id, Path(notebook[0]) if notebook else None, pairs, problem,
+                      _digest(copy.files, problem),
+                      notebook_time=_time(notebook[2]) if notebook else None,
+                      timestamp=copy.timestamp)
 
 
-def _flat(notebooks: list[Path], assignment: str) -> list[Submission]:
+def _flat(top: Path, notebooks: list[Path], assignment: str,
+          snapshot: Snapshot) -> list[Submission]:
     """One notebook per student, the id being the file name up to the first ``_``."""
     by_student: dict[str, list[Path]] = {}
     for path in notebooks:
@@ -133,17 +306,38 @@ def _flat(notebooks: list[Path], assignment: str) -> list[Submission]:
     found = []
     for student_id, paths in sorted(by_student.items()):
         if len(paths) > 1:
-            problem = "several notebooks for this student: " + ", ".join(p.name for p in paths)
-            found.append(Submission(student_id, None, [], problem, _hash([], problem)))
+            names = ", ".join(shown(p.name) for p in paths)
+            found.append(_problem_only(student_id, f"several notebooks for this student: {names}"))
             continue
-        pairs = [(str(paths[0]), f"{assignment}.ipynb")]
-        found.append(Submission(student_id, paths[0], pairs, None, _hash(pairs, None),
-                                flat=True))
+        copy = _Copy(snapshot.new_folder())
+        relative = paths[0].relative_to(top).parts
+        try:
+            fd = _open_under(top, relative[:-1])
+            try:
+                copy.file(fd, relative[-1], (f"{assignment}.ipynb",))
+            finally:
+                os.close(fd)
+        except Refused as exc:
+            found.append(_problem_only(student_id, str(exc)))
+            continue
+        except OSError as exc:
+            found.append(_problem_only(student_id, f"the notebook cannot be read ({exc.strerror})"))
+            continue
+        if not copy.files:  # no longer a regular file
+            found.append(_problem_only(student_id, f"no notebook {assignment}.ipynb"))
+            continue
+        ((name, (path, _, mtime)),) = copy.files.items()
+        found.append(Submission(student_id, Path(path), [(path, name)], None,
+                                _digest(copy.files, None), flat=True, notebook_time=_time(mtime)))
     return found
 
 
-def extract_zip(archive: Path, target: Path) -> Path:
-    """Extract an LMS zip safely (no absolute paths, no ``..``, bounded size) into ``target``."""
+def extract_zip(archive: Path, target: Path) -> tuple[Path, list[tuple[Path, str]]]:
+    """Extract an LMS zip safely (no absolute paths, no ``..``, bounded size) into ``target``.
+    Returns ``target`` and the entries that could not be extracted (a name too long for the file
+    system, a file where a folder is, a damaged entry): where each would have gone and why, so
+    that the submission it belongs to fails with the reason and the others are graded."""
+    failed: list[tuple[Path, str]] = []
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
@@ -151,38 +345,55 @@ def extract_zip(archive: Path, target: Path) -> Path:
                 raise UsageError(f"{archive}: the zip expands to more than 2 GB")
             for member in members:
                 parts = Path(member.filename).parts
-                if member.filename.startswith("/") or ".." in parts:
+                if member.filename.startswith("/") or ".." in parts or not parts:
                     continue
                 destination = target.joinpath(*parts)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src:
-                    destination.write_bytes(src.read())
-                # the entry's time (zips store no zone: read as UTC) is when it was handed in
                 try:
-                    stamp = dt.datetime(*member.date_time, tzinfo=dt.UTC).timestamp()
-                    os.utime(destination, (stamp, stamp))
-                except (ValueError, OverflowError, OSError):
-                    pass
-    except (zipfile.BadZipFile, OSError) as exc:
+                    _extract(zf, member, destination)
+                except Exception as exc:  # any entry's problem stays that entry's
+                    reason = getattr(exc, "strerror", None) or type(exc).__name__
+                    failed.append((destination, f"the zip entry {shown(member.filename)} cannot "
+                                                f"be extracted ({reason})"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise UsageError(f"cannot read the zip {archive}: {exc}") from None
-    return target
+    return target, failed
+
+
+def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, destination: Path) -> None:
+    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with zf.open(member) as src, open(destination, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            out.write(chunk)
+    # the entry's time (zips store no zone: read as UTC) is when it was handed in
+    try:
+        stamp = dt.datetime(*member.date_time, tzinfo=dt.UTC).timestamp()
+        os.utime(destination, (stamp, stamp))
+    except (ValueError, OverflowError, OSError):
+        pass
 
 
 def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submission], list[str]]:
-    """All submissions under ``root`` (a folder or a zip); returns (submissions, warnings)."""
+    """All submissions under ``root`` (a folder or a zip), copied into ``staging/snapshot``;
+    returns (submissions, warnings)."""
     if not root.exists():
         raise UsageError(f"submissions not found: {root}")
     from_zip = root.is_file()
+    snapshot = Snapshot(staging / "snapshot")
+    failed_entries: list[tuple[Path, str]] = []
     if root.is_file():
         if not zipfile.is_zipfile(root):
             raise UsageError(f"{root} is neither a folder nor a readable zip file")
-        root = extract_zip(root, staging / "zip")
+        root, failed_entries = extract_zip(root, staging / "zip")
+        root.mkdir(mode=0o700, exist_ok=True)
+    top = root
     submitted = root / "submitted"
     nbgrader_tree = submitted.is_dir() and not submitted.is_symlink()
     if nbgrader_tree:
         root = submitted
     # nbgrader's own folder, given as it is: it is a tree even when nobody handed this one in
     nbgrader_tree = nbgrader_tree or (root.name == "submitted" and not from_zip)
+    # only nbgrader's own tree holds a timestamp.txt the grader trusts (nbgrader wrote it)
+    trusted_times = nbgrader_tree and not from_zip
     entries = _entries(root)
     while len(entries) == 1 and entries[0].is_dir() and not _looks_like_student(entries[0],
                                                                                assignment):
@@ -191,42 +402,69 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     warnings: list[str] = []
     notebooks = [p for p in entries if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in entries if p.is_dir()]
-    nbgrader_tree = nbgrader_tree or any(_assignment_folder(f, assignment) for f in folders)
-    found = _flat(notebooks, assignment)
-    for folder in folders:
+    usable_notebooks, usable_folders = [], []
+    for path in notebooks + folders:
+        student_id = path.stem.split("_", 1)[0] if path in notebooks else path.name
+        if SAFE_ID.fullmatch(student_id):
+            (usable_notebooks if path in notebooks else usable_folders).append(path)
+        else:
+            warnings.append(f"skipped {shown(student_id)}: not a usable student id")
+    found = _flat(top, usable_notebooks, assignment, snapshot)
+    for folder in usable_folders:
         nested = _assignment_folder(folder, assignment)
         if nested is None and nbgrader_tree:
             continue  # this student handed in other assignments, not this one
-        found.append(from_student_folder(folder.name, nested or folder, assignment))
+        relative = (nested or folder).relative_to(top).parts
+        found.append(from_student_folder(folder.name, top, relative, assignment, snapshot))
+    found = _with_failed_entries(found, failed_entries, root, warnings)
     for submission in found:
-        _set_time(submission, from_zip, warnings)
-    kept = []
-    for submission in found:
-        if SAFE_ID.match(submission.student_id):
-            kept.append(submission)
-        else:
-            warnings.append(f"skipped {submission.student_id!r}: not a usable student id")
-    if not kept and not nbgrader_tree:
+        _set_time(submission, from_zip, trusted_times, warnings)
+    if not found and not nbgrader_tree:
         raise UsageError(f"no submissions found in {root}")
-    ids = [s.student_id for s in kept]
+    ids = [s.student_id for s in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise UsageError("several submissions for the same student: " + ", ".join(duplicates))
-    return kept, warnings
+    return found, warnings
 
 
-def _set_time(submission: Submission, from_zip: bool, warnings: list[str]) -> None:
-    """When the submission was handed in: its ``timestamp.txt``, else its zip entry's time."""
-    notebook = submission.notebook
-    if notebook is None:
+def _with_failed_entries(found: list[Submission], failed: list[tuple[Path, str]], root: Path,
+                         warnings: list[str]) -> list[Submission]:
+    """The submissions, each one with a zip entry of its own that could not be extracted made
+    ``failed`` with the reason (a student whose only notebook could not be extracted too)."""
+    found = list(found)
+    for destination, reason in failed:
+        parts = destination.relative_to(root).parts if destination.is_relative_to(root) else ()
+        student_id = (parts[0] if len(parts) > 1
+                      else Path(parts[0]).stem.split("_", 1)[0] if parts
+                      and parts[0].endswith(".ipynb") else "")
+        if not SAFE_ID.fullmatch(student_id):
+            warnings.append(reason)
+            continue
+        owners = [i for i, s in enumerate(found) if s.student_id == student_id]
+        for i in owners:
+            found[i] = _problem_only(student_id, reason)
+        if not owners:
+            found.append(_problem_only(student_id, reason))
+    return found
+
+
+def _set_time(submission: Submission, from_zip: bool, trusted_times: bool,
+              warnings: list[str]) -> None:
+    """When the submission was handed in: its zip entry's time in a zip, its ``timestamp.txt``
+    in nbgrader's tree, otherwise unknown."""
+    if submission.notebook is None:
         return
-    if not submission.flat:
-        try:
-            submission.submitted_at = read_timestamp(notebook.parent)
-        except ValueError as exc:
-            warnings.append(f"{submission.student_id}: {exc}; its submission time is unknown")
-    if submission.submitted_at is None and from_zip:
-        submission.submitted_at = file_time(notebook)
+    if from_zip:
+        submission.submitted_at = submission.notebook_time
+    elif trusted_times and submission.timestamp is not None:
+        text = submission.timestamp.decode("utf-8", "replace")
+        if text.strip():
+            try:
+                submission.submitted_at = parse_timestamp(text)
+            except ValueError as exc:
+                warnings.append(f"{submission.student_id}: {exc}; its submission time is "
+                                "unknown")
 
 
 def _assignment_folder(folder: Path, assignment: str) -> Path | None:

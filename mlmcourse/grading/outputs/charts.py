@@ -83,10 +83,10 @@ def bins(values: list[float], low: float, high: float, count: int) -> list[int]:
     """How many values fall in each of ``count`` equal bins from ``low`` to ``high`` (the last
     bin includes ``high``; values outside are left out)."""
     counts = [0] * count
-    width = (high - low) / count
+    span = high / 2 - low / 2  # halves: the full span of two finite floats may overflow
     for value in values:
-        if low <= value <= high and width > 0:
-            counts[min(int((value - low) / width), count - 1)] += 1
+        if low <= value <= high and span > 0:
+            counts[min(int((value / 2 - low / 2) / span * count), count - 1)] += 1
         elif low == value == high:
             counts[0] += 1
     return counts

@@ -61,6 +61,22 @@ def is_number(value: object) -> bool:
     return type(value) in (int, float)
 
 
+def finite(value: object) -> float | None:
+    """A numeric answer as a finite float, or ``None``: an int too large for a float, an
+    infinity or a NaN is never summarised (it would stop the report, or skew every statistic)."""
+    if not is_number(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _finite_numbers(name: str, rows: list[Result]) -> list[float]:
+    return [x for x in (finite(r.answers.get(name)) for r in rows) if x is not None]
+
+
 def numeric_answer_names(rows: list[Result]) -> list[str]:
     """Answers most of whose non-blank values are numbers: summarised as numbers, not options."""
     values: dict[str, list[object]] = {}
@@ -74,7 +90,7 @@ def numeric_answer_names(rows: list[Result]) -> list[str]:
 def numeric_summary(name: str, rows: list[Result]) -> dict[str, float | int | None]:
     """Count, blanks, non-numbers, quartiles and range of a numeric answer; ``within`` is the share
     (%) of submissions passing the answer's test ``test_<name>`` (None without such a test)."""
-    numbers = sorted(float(r.answers[name]) for r in rows if is_number(r.answers.get(name)))
+    numbers = sorted(_finite_numbers(name, rows))
     blank = sum(r.answers.get(name) in ("", None) for r in rows)
     test = f"test_{name}"
     tested = [r for r in rows if test in r.cells]
@@ -92,8 +108,7 @@ def _numeric_charts(out: Path, names: list[str], rows: list[Result]) -> list[str
     """One histogram per numeric answer (``numeric_answer_<i>.svg``); returns the file names."""
     files = []
     for i, name in enumerate(names, start=1):
-        numbers = [float(r.answers[name]) for r in rows if is_number(r.answers.get(name))]
-        numbers = [x for x in numbers if math.isfinite(x)]
+        numbers = _finite_numbers(name, rows)
         low, high = (min(numbers), max(numbers)) if numbers else (0.0, 1.0)
         svg = charts.histogram(numbers, low, high, min(30, max(len(set(numbers)), 1)),
                                charts.plain_label(name), "answer given")
@@ -142,8 +157,9 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
                 continue
             if value in ("", None):
                 shown = "(blank)"
-            elif isinstance(value, float):  # numeric answers: what a student would read
-                shown = f"{value:.4g}"
+            elif is_number(value):  # numeric answers: what a student would read
+                number = finite(value)
+                shown = "(not a finite number)" if number is None else f"{number:.4g}"
             else:
                 shown = str(value)
             options[charts.plain_label(f"{name} = {shown}")] += 1

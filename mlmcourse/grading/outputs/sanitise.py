@@ -78,10 +78,10 @@ URL_ATTRIBUTES = {"href", "src"}
 _SURROGATE_OR_NUL = re.compile("[\ud800-\udfff\x00]")
 _CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\\]+")
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
-_SAFE_CELL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_+.#/ \-]{1,100}$")
-_HEX = re.compile(r"^[0-9a-fA-F]{1,128}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}\Z")
+_SAFE_CELL_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}\Z")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_+.#/ \-]{1,100}\Z")
+_HEX = re.compile(r"^[0-9a-fA-F]{1,128}\Z")
 
 # markdown syntax that reaches URLs: inline links/images ``[x](dest`` and reference definitions
 # ``[x]: dest``; the destination is checked after full entity decoding (mistune decodes twice)

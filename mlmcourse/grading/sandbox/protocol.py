@@ -18,6 +18,7 @@ replacement characters, so that no later step (JSON, SQLite, HTML, charts) can c
 from __future__ import annotations
 
 import os
+import re
 import select
 import struct
 import time
@@ -39,6 +40,7 @@ _TORCH_DTYPES = {
     "complex64", "complex128", "bfloat16",
 }
 _HEADER = struct.Struct(">I")
+_INT = re.compile(rb"-?[0-9]+")
 _NUMPY_SCALARS = {np.dtype(name).type for name in ALLOWED_DTYPES}
 
 
@@ -184,9 +186,16 @@ def decode(payload: bytes, *, max_items: int = 1 << 20, deadline: float | None =
 
     At most ``max_items`` values are built (a reply of millions of tiny items costs memory
     far beyond its size in bytes), and decoding stops with ``TimeoutError`` past ``deadline``.
+    Every other failure is a :class:`ProtocolError`: a malformed reply is the sender's fault.
     """
     reader = _Reader(payload, max_items, deadline)
-    value = reader.value(0)
+    try:
+        value = reader.value(0)
+    except (ProtocolError, TimeoutError):
+        raise
+    except Exception as exc:  # NumPy, int() or struct on hostile bytes: still the peer's fault
+        raise ProtocolError(f"malformed message ({type(exc).__name__}: {str(exc)[:100]})"
+                            ) from None
     if reader.pos != len(payload):
         raise ProtocolError("trailing bytes after the message")
     return value
@@ -234,7 +243,7 @@ class _Reader:
             return tag == b"T"
         if tag == b"I":
             digits = self.blob()
-            if len(digits) > MAX_INT_DIGITS or not digits.lstrip(b"-").isdigit():
+            if len(digits) > MAX_INT_DIGITS or not _INT.fullmatch(digits):
                 raise ProtocolError("malformed int")
             return int(digits)
         if tag == b"D":
