@@ -106,14 +106,11 @@ def grade_class(checkout: Path, python: str, work: Path) -> dict:
     out = work / "out"
     command = [python, "-m", "mlmcourse", "grade", "softmax", str(subs), "--out", str(out),
                "--course", str(course), "--jobs", "2", "--timeout", str(GRADE_TIMEOUT)]
-    done = subprocess.run(command, cwd=checkout, env=grader_env(checkout), text=True,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-    print(done.stdout[-4000:], end="", flush=True)  # the progress bar, the summary, errors
+    code, output = run_shown(command, checkout)
     grades = out / "grades.csv"
     if not grades.exists():
-        last = [line for line in done.stdout.splitlines() if "grading softmax:" not in line]
-        return {"exit": done.returncode, "error": "\n".join(last[-5:]), "students": {}}
+        last = [line for line in output.splitlines() if "grading softmax:" not in line]
+        return {"exit": code, "error": "\n".join(last[-5:]), "students": {}}
     with grades.open(newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -121,7 +118,22 @@ def grade_class(checkout: Path, python: str, work: Path) -> dict:
         students = {r["student_id"]: {"status": r["status"], "failure": r["failure"],
                                       "reason": r["reason"], "score": r["score"],
                                       "cells": {c: r[c] for c in cells}} for r in reader}
-    return {"exit": done.returncode, "error": "", "students": students}
+    return {"exit": code, "error": "", "students": students}
+
+
+def run_shown(command: list[str], checkout: Path) -> tuple[int, str]:
+    """Run ``command`` in the checkout with :func:`grader_env`, its output shown as it comes;
+    returns its exit code and output."""
+    process = subprocess.Popen(command, cwd=checkout, env=grader_env(checkout),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    chunks = []
+    while chunk := process.stdout.read1(4096):
+        chunks.append(chunk)
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    return process.wait(), b"".join(chunks).decode(errors="replace")
 
 
 def grader_env(checkout: Path) -> dict[str, str]:
@@ -202,10 +214,13 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
     def step(name: str, run: Callable[[], list[str]]) -> bool:
         print(f"== {name}", flush=True)
         start = time.monotonic()
+        report["running"] = name  # what the host names if the VM is killed meanwhile
+        (shared / "vm.json").write_text(json.dumps(report, indent=1))
         try:
             problems = run()
         except Exception as exc:  # a broken step is reported like a failed one
             problems = [f"{type(exc).__name__}: {exc}"]
+        del report["running"]
         report["steps"][name] = {"seconds": round(time.monotonic() - start, 1),
                                  "problems": problems}
         (shared / "vm.json").write_text(json.dumps(report, indent=1))
@@ -214,17 +229,15 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
         return not problems
 
     def sandbox_tests() -> list[str]:
+        # without the plugins these tests do not use: each import costs ten times more here
         command = [python, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider",
-                   "tests/test_grade_sandbox.py"]
-        done = subprocess.run(command, cwd=checkout, env=grader_env(checkout), text=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
-        print(done.stdout, end="", flush=True)
-        if done.returncode == 0:
+                   "-p", "no:hypothesispytest", "-p", "no:anyio", "tests/test_grade_sandbox.py"]
+        code, output = run_shown(command, checkout)
+        if code == 0:
             return []
-        lines = done.stdout.splitlines()
+        lines = output.splitlines()
         errors = list(dict.fromkeys(line for line in lines if line.startswith("E ")))[:3]
-        return [f"pytest exited with {done.returncode}: {lines[-1] if lines else ''}", *errors]
+        return [f"pytest exited with {code}: {lines[-1] if lines else ''}", *errors]
 
     def hostile_class() -> list[str]:
         work = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-"))
@@ -362,6 +375,8 @@ def main() -> int:
     for name, result in report.get("steps", {}).items():
         times[f"VM: {name}"] = result["seconds"]
         problems += [f"VM, {name}: {p}" for p in result["problems"]]
+    if "running" in report:
+        problems.append(f"VM, {report['running']}: unfinished when the VM ended")
     if "uptime_at_start" in report:
         times["VM: boot (guest uptime at start)"] = report["uptime_at_start"]
     if code != 0 and report and not any(r["problems"] for r in report["steps"].values()):
