@@ -4,6 +4,7 @@ use, and that it refuses to run when its policy cannot be enforced."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -27,6 +28,9 @@ from mlmcourse.grading.sandbox.zygote import Sandbox, SandboxGone, Zygote, descr
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+PATIENCE = 120.0
+"""Seconds a step may take before a test calls it hung: generous, because these tests also run
+in an emulated VM (cgroup v2), roughly ten times slower than the host."""
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +56,11 @@ def _spawn(zygote: Zygote, policy: Policy, tmp_path: Path, **limits: object) -> 
     (workdir / "mine.txt").write_text("student file")
     policy = replace(policy, limits=replace(policy.limits, **limits))
     return zygote.spawn(policy, str(workdir), sandbox_path_env(), policy.limits,
-                        time.monotonic() + 30)
+                        time.monotonic() + PATIENCE)
 
 
-def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = 30) -> object:
+def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = PATIENCE
+          ) -> object:
     reply = sandbox.exchange(["run", code], time.monotonic() + seconds)
     assert reply == ["ok"], (reply, sandbox.take_output())
     return sandbox.exchange(["get", name], time.monotonic() + seconds)[1]
@@ -169,19 +174,22 @@ def test_the_zygotes_image_is_settled_for_cheap_forks(zygote: Zygote, policy: Po
 
 def test_memory_limits_per_process_and_for_all_processes(zygote: Zygote, policy: Policy,
                                                          tmp_path: Path) -> None:
-    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
+    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=128 * 1024**2)
     try:
-        reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + 30)
+        reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + PATIENCE)
     finally:
         sandbox.close()
     assert reply[:2] == ["error", "MemoryError"], reply
-    # several processes, each under the per-process limit, together over the cgroup's
+    # several processes, each under the per-process limit, together over the cgroup's: the
+    # kernel kills one (or the kernel process itself) for memory
     code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
-            "        block = b'x' * (200 * 1024**2)\n        time.sleep(30)\n"
-            "time.sleep(30)")
-    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=256 * 1024**2)
-    with pytest.raises(SandboxGone):
-        sandbox.exchange(["run", code], time.monotonic() + 10)
+            "        block = b'x' * (100 * 1024**2)\n        time.sleep(600)\n"
+            "result = os.wait()[1]")
+    sandbox = _spawn(zygote, policy, tmp_path, memory_bytes=128 * 1024**2)
+    try:
+        assert _eval(sandbox, code) == signal.SIGKILL
+    except SandboxGone as exc:
+        assert str(exc) == "exited"
     exit = sandbox.close()
     assert exit.oom_kills > 0 and describe_exit(exit, sandbox.limits)[0] == "memory", exit
     assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
@@ -218,7 +226,8 @@ def test_output_limit_and_timeout_end_every_process(zygote: Zygote, policy: Poli
                                                     tmp_path: Path) -> None:
     sandbox = _spawn(zygote, policy, tmp_path, output_bytes=100_000)
     with pytest.raises(SandboxGone, match="output limit"):
-        sandbox.exchange(["run", "while True: print('x' * 1000)"], time.monotonic() + 30)
+        sandbox.exchange(["run", "while True: print('x' * 1000)"],
+                         time.monotonic() + PATIENCE)
     sandbox.close()
     code = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
             "        while True: pass\nwhile True: pass")
@@ -240,8 +249,12 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     slot = cgroup_slot(policy, zygote.pid)
     seen: dict[str, object] = {}
 
-    def read_later() -> None:
-        time.sleep(1.5)
+    def read_later() -> None:  # once the three children run
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline and len(
+                open(slot.control("cgroup.procs")).read().split()) < 5:
+            time.sleep(0.05)
+        time.sleep(0.5)
         with open(slot.control("cpu.stat")) as handle:
             seen.update((k, int(v)) for k, v in (line.split() for line in handle))
         if policy.cgroups.version == 1:
@@ -255,7 +268,7 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     reader = threading.Thread(target=read_later)
     reader.start()
     code = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n"
-            "        while True: pass\ntime.sleep(2.5)\nresult = 1")
+            "        while True: pass\nresult = 1")
     try:
         assert _eval(sandbox, code) == 1
     finally:
@@ -267,7 +280,7 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote: Zygote, policy: Po
     assert seen["nr_periods"] > 0, seen
     sandbox = _spawn(zygote, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
-        sandbox.exchange(["run", "while True: pass"], time.monotonic() + 30)
+        sandbox.exchange(["run", "while True: pass"], time.monotonic() + PATIENCE)
     kind, reason = describe_exit(sandbox.close(2.0), sandbox.limits)
     assert kind == "cpu_time" and "CPU time limit 1 s" in reason
 
@@ -299,7 +312,7 @@ def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote: Zygote, policy: P
         broken = replace(policy, cgroups=cgroups.Plan(version, parents))
         with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
             zygote.spawn(broken, str(workdir), sandbox_path_env(), broken.limits,
-                         time.monotonic() + 30)
+                         time.monotonic() + PATIENCE)
         # nothing was made in their place: no folder, no file that would limit nothing
         assert not Path("/nonexistent").exists()
     assert not [p for folder in plain for p in folder.rglob("*") if p.is_file()]
@@ -320,7 +333,7 @@ def test_sandbox_uids_are_checked_against_the_host() -> None:
         os.close(lock)
 
 
-def _gone(still_there: Callable[[], object], seconds: float = 5.0) -> bool:
+def _gone(still_there: Callable[[], object], seconds: float = 30.0) -> bool:
     """The zygote cleans up right after it reports a sandbox's end: wait for it."""
     deadline = time.monotonic() + seconds
     while still_there():
