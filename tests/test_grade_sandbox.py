@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -22,6 +23,9 @@ from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_poli
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("needs_root")
+PATIENCE = 120.0
+"""Seconds a step may take before a test calls it hung: generous, because these tests also run
+in an emulated VM (cgroup v2), roughly ten times slower than the host."""
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +70,11 @@ def _spawn(zygote_of: ZygoteOf, policy: Policy, tmp_path: Path,
     workdir.mkdir(mode=0o700)
     (workdir / "mine.txt").write_text("student file")
     changed = replace(policy, limits=replace(policy.limits, **limits))
-    return zygote_of(changed).spawn(str(workdir), time.monotonic() + 30)
+    return zygote_of(changed).spawn(str(workdir), time.monotonic() + PATIENCE)
 
 
-def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = 30) -> object:
+def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = PATIENCE
+          ) -> object:
     reply = sandbox.exchange(["run", code], time.monotonic() + seconds)
     assert reply == ["ok"], (reply, sandbox.take_output())
     return sandbox.exchange(["get", name], time.monotonic() + seconds)[1]
@@ -186,19 +191,22 @@ def test_the_zygotes_image_is_settled_for_cheap_forks(zygote_of: ZygoteOf,
 
 def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
                                                          policy: Policy, tmp_path: Path) -> None:
-    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=256 * 1024**2)
+    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=128 * 1024**2)
     try:
-        reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + 30)
+        reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + PATIENCE)
     finally:
         sandbox.close()
     assert reply[:2] == ["error", "MemoryError"], reply
-    # several processes, each under the per-process limit, together over the cgroup's
+    # several processes, each under the per-process limit, together over the cgroup's: the
+    # kernel kills one (or the kernel process itself) for memory
     code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
-            "        block = b'x' * (200 * 1024**2)\n        time.sleep(30)\n"
-            "time.sleep(30)")
-    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=256 * 1024**2)
-    with pytest.raises(SandboxGone):
-        sandbox.exchange(["run", code], time.monotonic() + 10)
+            "        block = b'x' * (100 * 1024**2)\n        time.sleep(600)\n"
+            "result = os.wait()[1]")
+    sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=128 * 1024**2)
+    try:
+        assert _eval(sandbox, code) == signal.SIGKILL
+    except SandboxGone as exc:
+        assert str(exc) == "exited"
     exit = sandbox.close()
     assert exit.oom_kills > 0 and describe_exit(exit, sandbox.limits)[0] == "memory", exit
     assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
@@ -236,7 +244,8 @@ def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
                                                     tmp_path: Path) -> None:
     sandbox = _spawn(zygote_of, policy, tmp_path, output_bytes=100_000)
     with pytest.raises(SandboxGone, match="output limit"):
-        sandbox.exchange(["run", "while True: print('x' * 1000)"], time.monotonic() + 30)
+        sandbox.exchange(["run", "while True: print('x' * 1000)"],
+                         time.monotonic() + PATIENCE)
     sandbox.close()
     code = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
             "        while True: pass\nwhile True: pass")
@@ -259,8 +268,12 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
     slot = cgroup_slot(policy, zygote.pid)
     seen: dict[str, object] = {}
 
-    def read_later() -> None:
-        time.sleep(1.5)
+    def read_later() -> None:  # once the three children run
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline and len(
+                open(slot.control("cgroup.procs")).read().split()) < 5:
+            time.sleep(0.05)
+        time.sleep(0.5)
         with open(slot.control("cpu.stat")) as handle:
             seen.update((k, int(v)) for k, v in (line.split() for line in handle))
         if policy.cgroups.version == 1:
@@ -274,7 +287,7 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
     reader = threading.Thread(target=read_later)
     reader.start()
     code = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n"
-            "        while True: pass\ntime.sleep(2.5)\nresult = 1")
+            "        while True: pass\nresult = 1")
     try:
         assert _eval(sandbox, code) == 1
     finally:
@@ -286,7 +299,7 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
     assert seen["nr_periods"] > 0, seen
     sandbox = _spawn(zygote_of, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
-        sandbox.exchange(["run", "while True: pass"], time.monotonic() + 30)
+        sandbox.exchange(["run", "while True: pass"], time.monotonic() + PATIENCE)
     kind, reason = describe_exit(sandbox.close(2.0), sandbox.limits)
     assert kind == "cpu_time" and "CPU time limit 1 s" in reason
 
@@ -318,7 +331,7 @@ def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote_of: ZygoteOf, poli
         broken = Zygote(replace(policy, cgroups=cgroups.Plan(version, parents)))
         try:
             with pytest.raises(SandboxGone, match="could not be set up.*cgroups"):
-                broken.spawn(str(workdir), time.monotonic() + 30)
+                broken.spawn(str(workdir), time.monotonic() + PATIENCE)
         finally:
             broken.close()
         # nothing was made in their place: no folder, no file that would limit nothing
@@ -392,7 +405,7 @@ def test_sandbox_uids_are_checked_against_the_host() -> None:
         os.close(lock)
 
 
-def _gone(still_there: Callable[[], object], seconds: float = 5.0) -> bool:
+def _gone(still_there: Callable[[], object], seconds: float = 30.0) -> bool:
     """The zygote cleans up right after it reports a sandbox's end: wait for it."""
     deadline = time.monotonic() + seconds
     while still_there():
