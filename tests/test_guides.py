@@ -123,14 +123,20 @@ class Scratch:
 
 
 def _submit(course: Path, student: str, nb: nbformat.NotebookNode, when: dt.datetime) -> None:
-    """What ``nbgrader submit`` leaves in the exchange's inbound folder."""
+    """What ``nbgrader submit`` leaves in the exchange's inbound folder (the course's exchange is
+    outside it, set by ``mlmcourse init --exchange``)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+    exchange = Path(config.Exchange.root)
+    assert course not in exchange.parents
     stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-    course_id = re.search(r'course_id = "(.+?)"', (course / "nbgrader_config.py").read_text())[1]
-    folder = (course / "exchange" / course_id / "inbound"
+    folder = (exchange / config.CourseDirectory.course_id / "inbound"
               / f"{student}+ex2_masking+{stamp}+{secrets.token_urlsafe(9)}")
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / "ex2_masking.ipynb")
     (folder / "timestamp.txt").write_text(stamp)
+    (folder / "submission_secret.txt").write_text(secrets.token_hex(16))
 
 
 def _students_submit(course: Path) -> None:
@@ -256,6 +262,8 @@ def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str],
     page = (out / "feedback" / "ana" / "ex2_masking.html").read_text()
     assert "say why the model cannot copy" in page and "no answer" not in page
     assert "16 h 0 min late" in (out / "feedback" / "bo" / "ex2_masking.html").read_text()
+    released = (scratch.tmp / "home" / "nbgrader-exchange").glob("*/feedback/*.html")
+    assert sum("say why the model cannot copy" in p.read_text() for p in released) == 1
     exported = {r["student_id"]: r for r in
                 csv.DictReader((course / "grades" / "all_assignments.csv").open())
                 if r["assignment"] == "ex2_masking"}

@@ -8,6 +8,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -44,6 +45,43 @@ def test_init_creates_a_course_folder_the_commands_find(tmp_path: Path,
     assert main(["init", str(tmp_path / "x"), "--course-id=bad id"]) == 2
 
 
+def test_init_makes_the_course_private_and_the_exchange_outside_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Solutions, hidden tests, parameters.json and the gradebook are the instructor's alone (or
+    the group's given by --group); the exchange is the hub's, or --exchange outside the course."""
+    import grp
+    import stat
+
+    course = tmp_path / "fall"
+    assert main(["init", str(course)]) == 0
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [course, *course.rglob("*")]}
+    assert {m for p, m in modes.items() if p.is_dir()} == {0o700}
+    assert {m for p, m in modes.items() if p.is_file()} == {0o600}
+    assert "\nc.Exchange.root" not in (course / "nbgrader_config.py").read_text()
+
+    shared = tmp_path / "shared"
+    group = grp.getgrgid(os.getgid()).gr_name
+    exchange = tmp_path / "exchange"
+    assert main(["init", str(shared), "--group", group, "--exchange", str(exchange)]) == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2750
+    assert stat.S_IMODE((shared / "parameters.json").stat().st_mode) == 0o640
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(shared)).load_config()
+    assert config.Exchange.root == str(exchange)
+    capsys.readouterr()
+    cases = {("--exchange", str(tmp_path / "c" / "exchange")): "inside the course folder",
+             ("--group", "no-such-group-here"): "no group 'no-such-group-here'"}
+    for options, message in cases.items():
+        assert main(["init", str(tmp_path / "c"), *options]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "c").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    assert main(["init", str(tmp_path / "mine")]) == 2  # never makes files of yours private
+    assert "not empty" in capsys.readouterr().err
+
+
 def test_release_an_assignment_of_the_instructors_own(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     course = tmp_path / "fall"
@@ -53,7 +91,7 @@ def test_release_an_assignment_of_the_instructors_own(tmp_path: Path,
     assert main(["release", "--quiet", "softmax"]) == 0
     released = (course / "release" / "softmax" / "softmax.ipynb").read_text()
     assert "BEGIN SOLUTION" not in released and "BEGIN HIDDEN" not in released
-    assert (course / "exchange").is_dir()  # the exchange stays inside the course
+    assert not (course / "exchange").exists()  # the exchange is never inside the course
 
 
 def _write(path: Path, text: str) -> Path:

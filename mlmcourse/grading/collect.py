@@ -5,7 +5,8 @@ Layouts understood:
 - nbgrader's ``submitted/<student>/<assignment>/...`` (SUBMISSIONS may be ``submitted`` itself or
   the folder holding it);
 - a flat folder or an LMS zip of ``<student>_<anything>.ipynb`` files, or a zip of
-  per-student folders.
+  per-student folders, as Canvas, Moodle and Blackboard export them (:mod:`~mlmcourse.grading.lms`
+  reads whose each is, makes its id safe and maps it through the roster).
 The notebook must be named ``<assignment>.ipynb`` inside a student folder; a single differently
 named notebook is reported as misnamed. In an nbgrader tree, a student folder without this
 assignment's folder is not a submission of it. One filter (:func:`_entries`) lists every folder:
@@ -22,16 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlmcourse.grading import lms
+
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 MAX_ZIP_BYTES = 2 * 1024**3
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-"""A student id names folders and spreadsheet rows: it starts with a letter or digit (never
-``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula)."""
 SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__"}
 TIMESTAMP_NAME = "timestamp.txt"
 
@@ -51,6 +50,7 @@ class Submission:
     sha256: str = ""
     submitted_at: dt.datetime | None = None  # naive UTC, as nbgrader's gradebook stores it
     flat: bool = False  # one notebook among everyone's in one folder (no timestamp.txt of its own)
+    lms_id: str = ""  # what the folder or file name calls the student (see lms.Entry)
 
 
 def read_timestamp(folder: Path) -> dt.datetime | None:
@@ -126,19 +126,23 @@ def from_student_folder(student_id: str, folder: Path, assignment: str) -> Submi
 
 
 def _flat(notebooks: list[Path], assignment: str) -> list[Submission]:
-    """One notebook per student, the id being the file name up to the first ``_``."""
+    """One notebook per student, whose it is read from its name (:func:`lms.parse_file`)."""
     by_student: dict[str, list[Path]] = {}
+    lms_ids: dict[str, str] = {}
     for path in notebooks:
-        by_student.setdefault(path.stem.split("_", 1)[0], []).append(path)
+        entry = lms.parse_file(path.name)
+        by_student.setdefault(entry.student_id, []).append(path)
+        lms_ids[entry.student_id] = entry.lms_id
     found = []
     for student_id, paths in sorted(by_student.items()):
         if len(paths) > 1:
             problem = "several notebooks for this student: " + ", ".join(p.name for p in paths)
-            found.append(Submission(student_id, None, [], problem, _hash([], problem)))
+            found.append(Submission(student_id, None, [], problem, _hash([], problem),
+                                    lms_id=lms_ids[student_id]))
             continue
         pairs = [(str(paths[0]), f"{assignment}.ipynb")]
         found.append(Submission(student_id, paths[0], pairs, None, _hash(pairs, None),
-                                flat=True))
+                                flat=True, lms_id=lms_ids[student_id]))
     return found
 
 
@@ -168,8 +172,11 @@ def extract_zip(archive: Path, target: Path) -> Path:
     return target
 
 
-def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submission], list[str]]:
-    """All submissions under ``root`` (a folder or a zip); returns (submissions, warnings)."""
+def discover(root: Path, assignment: str, staging: Path, roster: dict[str, str] | None = None,
+             ) -> tuple[list[Submission], list[str]]:
+    """All submissions under ``root`` (a folder or a zip), under the student ids ``roster`` maps
+    their LMS ids to (when given); returns (submissions, warnings)."""
+    given = root
     if not root.exists():
         raise UsageError(f"submissions not found: {root}")
     from_zip = root.is_file()
@@ -197,22 +204,34 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
         nested = _assignment_folder(folder, assignment)
         if nested is None and nbgrader_tree:
             continue  # this student handed in other assignments, not this one
-        found.append(from_student_folder(folder.name, nested or folder, assignment))
+        entry = lms.parse_folder(folder.name)
+        if not entry.notebook:
+            warnings.append(f"ignored {folder.name}: the LMS's online text, not a notebook")
+            continue
+        found.append(from_student_folder(entry.student_id, nested or folder, assignment))
+        found[-1].lms_id = entry.lms_id
     for submission in found:
         _set_time(submission, from_zip, warnings)
-    kept = []
-    for submission in found:
-        if SAFE_ID.match(submission.student_id):
-            kept.append(submission)
-        else:
-            warnings.append(f"skipped {submission.student_id!r}: not a usable student id")
+    kept = [_on_roster(s, roster) for s in found] if roster is not None else found
     if not kept and not nbgrader_tree:
-        raise UsageError(f"no submissions found in {root}")
+        raise UsageError(f"no submissions found in {given}")
     ids = [s.student_id for s in kept]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise UsageError("several submissions for the same student: " + ", ".join(duplicates))
     return kept, warnings
+
+
+def _on_roster(submission: Submission, roster: dict[str, str]) -> Submission:
+    """The submission under the student id the roster gives its LMS id; one whose LMS id is
+    not on the roster keeps its own id and cannot be graded (a failed row, never dropped)."""
+    if submission.lms_id in roster:
+        submission.student_id = roster[submission.lms_id]
+    else:
+        submission.problem = f"the LMS id {submission.lms_id!r} is not in the roster"
+        submission.notebook, submission.files = None, []
+        submission.sha256 = _hash([], submission.problem)
+    return submission
 
 
 def _set_time(submission: Submission, from_zip: bool, warnings: list[str]) -> None:

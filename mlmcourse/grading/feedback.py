@@ -3,14 +3,21 @@ scores and comments the instructor gave in formgrader, and when it was handed in
 
 Only results go in: never test source, never reference answers. Every string that may come from
 the student (messages of their exceptions, ids) is HTML-escaped.
+
+The page is written to ``OUT/feedback/<student>/<assignment>.html`` and, for a submission
+collected by ``nbgrader collect``, where ``nbgrader release_feedback`` takes it from:
+``<course>/feedback/<student>/<assignment>/<notebook>.html``, beside the submission's
+``timestamp.txt`` and ``submission_secret.txt`` (students then get it with *Fetch Feedback*).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 
 from mlmcourse.grading.atomic import write_atomic
+from mlmcourse.grading.collect import TIMESTAMP_NAME, read_timestamp
 from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.records import CellResult, Result
 
@@ -107,3 +114,28 @@ def write(out: Path, assignment: str, result: Result) -> Path:
     """Write ``OUT/feedback/<student>/<assignment>.html`` (atomically)."""
     target = out / "feedback" / result.student_id / f"{assignment}.html"
     return write_atomic(target, render(result, assignment))
+
+
+SECRET_NAME = "submission_secret.txt"
+MAX_SECRET_BYTES = 1024
+
+
+def write_for_nbgrader(course: Path, assignment: str, notebook: str, result: Result,
+                       submitted_at: dt.datetime | None) -> Path | None:
+    """Write the page where ``nbgrader release_feedback`` takes it from, with the timestamp and
+    secret of the submission ``nbgrader collect`` put in ``<course>/submitted/``, when that is the
+    submission graded (handed in at ``submitted_at``); ``None`` when there is none."""
+    collected = course / "submitted" / result.student_id / assignment
+    secret = collected / SECRET_NAME
+    if submitted_at is None or not secret.is_file() or secret.is_symlink() \
+            or secret.stat().st_size > MAX_SECRET_BYTES:
+        return None
+    try:
+        if read_timestamp(collected) != submitted_at:
+            return None  # collected again since: its feedback comes with its own grading
+    except ValueError:
+        return None
+    folder = course / "feedback" / result.student_id / assignment
+    write_atomic(folder / TIMESTAMP_NAME, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    write_atomic(folder / SECRET_NAME, secret.read_bytes())
+    return write_atomic(folder / f"{notebook}.html", render(result, assignment))

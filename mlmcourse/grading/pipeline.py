@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlmcourse.grading import feedback, report
+from mlmcourse.grading import feedback, ownership, report
 from mlmcourse.grading.collect import Submission, UsageError, discover
 from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.notebook import SourceNotebook, SubmissionProblem, load_source
@@ -39,7 +39,7 @@ from mlmcourse.grading.store import ResultStore
 if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
     from mlmcourse.grading import gradebook
 
-SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
+SOLUTION_ID = "(source solution)"  # no student id looks like this (see lms.SAFE_ID)
 
 
 class GradingRefused(Exception):
@@ -62,6 +62,7 @@ class Settings:
     jobs: int
     timeout: float
     sandbox: bool = True
+    roster: dict[str, str] | None = None  # LMS id -> student id (see lms.read_roster)
 
 
 @dataclass
@@ -150,7 +151,7 @@ def collect(run: Run) -> list[Submission]:
     staging.mkdir()
     try:
         submissions, warnings = discover(run.settings.submissions.resolve(),
-                                         run.settings.assignment, staging)
+                                         run.settings.assignment, staging, run.settings.roster)
     except UsageError as exc:
         raise GradingRefused(str(exc)) from None
     run.warnings += warnings
@@ -278,6 +279,8 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
         penalties[student_id] = result.late_penalty
         try:
             feedback.write(run.out, run.settings.assignment, result)
+            feedback.write_for_nbgrader(run.settings.course, assignment, notebook, result,
+                                        submitted_at)
         except Exception as exc:  # noqa: BLE001 - contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
@@ -367,3 +370,4 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 pool.close()
     finally:
         finish(run)
+        ownership.hand_over_run(settings.course, run.out)
