@@ -83,7 +83,8 @@ def test_a_canvas_zip_with_a_roster(tmp_path: Path, capsys: pytest.CaptureFixtur
     course = corpus.write_course(tmp_path / "course")
     archive = _zip(tmp_path / "canvas.zip", [*EXPORTS["canvas"], "leeana_103_9003_softmax.ipynb"])
     roster = tmp_path / "roster.csv"
-    roster.write_text("lms_id,student_id,name\n101,jsmith,John Smith\n102,jmuller,José Müller\n")
+    roster.write_text("id,first_name,last_name,lms_user_id\njsmith,John,Smith,101\n"
+                      "jmuller,José,Müller,102\nnoone,No,One,\n")  # as nbgrader imports it
     out = tmp_path / "out"
     argv = ["softmax", str(archive), "--out", str(out), "--course", str(course), "--jobs", "1",
             "--no-sandbox", "--roster", str(roster)]
@@ -107,7 +108,7 @@ def test_usage_errors_name_each_option_and_write_nothing(
     assert grade_cli.run(_args(*argv)) == 2
     err = capsys.readouterr().err
     for words in ("submissions not found", "--jobs must be", "--timeout must be",
-                  "--roster: the roster", "lms_id and student_id"):
+                  "--roster: the roster", "id and lms_user_id"):
         assert words in err, err
     assert not (tmp_path / "new").exists()
 

@@ -15,8 +15,10 @@ The names the systems give when they export every submission of an assignment:
 The LMS id is what the system knows the student by (Canvas's user id, Moodle's participant id,
 Blackboard's username, else the name as given). Without a roster, the student id is made from the
 name and the LMS id, deterministically and safely: accents dropped (``José Müller`` ->
-``jose-muller``), spaces and other characters as ``-``. A roster (a CSV file with the columns
-``lms_id`` and ``student_id``) maps LMS ids to the ids of nbgrader's gradebook.
+``jose-muller``), spaces and other characters as ``-``. A roster maps LMS ids to the ids of
+nbgrader's gradebook: the CSV file of students given to ``nbgrader db student import`` (columns
+``id`` and ``lms_user_id``, nbgrader's names), or one with the columns ``student_id`` and
+``lms_id``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ _CANVAS = re.compile(r"^(?P<name>[^_]+)(?:_late)?_(?P<id>\d+)_\d+_(?P<file>.+)$"
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<kind>[a-z]+)_(?P<file>.*)$")
 _BLACKBOARD = re.compile(
     r"^.+?_(?P<id>[^_]+)_attempt_\d{4}(?:-\d\d){5}(?:_(?P<file>.+))?$")
-_ROSTER_COLUMNS = ("lms_id", "student_id")
+_ROSTER_COLUMNS = (("id", "lms_user_id"), ("student_id", "lms_id"))  # nbgrader's, or plain
 
 
 class RosterError(ValueError):
@@ -95,19 +97,24 @@ def parse_folder(folder: str) -> Entry:
 
 
 def read_roster(path: Path) -> dict[str, str]:
-    """LMS id -> student id, from a CSV file with a header naming the columns ``lms_id`` and
-    ``student_id`` (others are ignored)."""
+    """LMS id -> student id, from a CSV file whose header names the columns ``id`` and
+    ``lms_user_id`` (as ``nbgrader db student import`` reads them) or ``student_id`` and
+    ``lms_id``; other columns, and students without an LMS id, are ignored."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RosterError(f"cannot read the roster {path}: {exc}") from None
-    if not rows or any(c not in rows[0] for c in _ROSTER_COLUMNS):
-        raise RosterError(f"the roster {path} needs a header line with the columns "
-                          f"{' and '.join(_ROSTER_COLUMNS)}")
+    columns = next((pair for pair in _ROSTER_COLUMNS if rows and all(c in rows[0] for c in pair)),
+                   None)
+    if columns is None:
+        raise RosterError(f"the roster {path} needs a header line naming the columns id and "
+                          "lms_user_id (nbgrader's), or student_id and lms_id")
     roster: dict[str, str] = {}
     for line, row in enumerate(rows, start=2):
-        lms_id, student = (row[c].strip() if row[c] else "" for c in _ROSTER_COLUMNS)
+        student, lms_id = ((row[c] or "").strip() for c in columns)
+        if not lms_id:
+            continue
         if not SAFE_ID.match(student):
             raise RosterError(f"{path}, line {line}: {student!r} is not a usable student id "
                               "(letters, digits and ._@+-, starting with a letter or digit)")

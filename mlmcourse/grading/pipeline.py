@@ -234,11 +234,13 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
     try:
         for result in batch:
             submitted_at = run.times.get(result.student_id)
+            previous = run.store.stored_submission(result.student_id)
             if not result.grader_error:
                 run.store.save(result)
             gradebook.write_autograded(run.settings.course, run.settings.assignment,
                                        run.notebook, result, submitted_at)
-            gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
+            gradebook.record(gb, run.layout, run.notebook, result, submitted_at,
+                             resubmitted=previous not in (None, result.submission_sha))
         gradebook.commit(gb)
         for result in batch:
             result.autograded = None  # written: the report needs only the scores
@@ -271,7 +273,7 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     penalties = {}
     for student_id, result in sorted(results.items()):
         hand = given.get(student_id, gradebook.HandGiven())
-        result = with_manual_scores(result, hand.scores, hand.comments)
+        result = with_manual_scores(result, hand.scores, hand.comments, hand.review)
         submitted_at = run.times.get(student_id)
         result.submitted_at = submitted_at.isoformat(timespec="seconds") if submitted_at else ""
         result.seconds_late = hand.seconds_late
@@ -296,12 +298,15 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
 
 
 def with_manual_scores(result: Result, manual: dict[str, float],
-                       comments: dict[str, str] | None = None) -> Result:
+                       comments: dict[str, str] | None = None,
+                       review: set[str] | None = None) -> Result:
     """The result with what the instructor gave in formgrader: a score by hand replaces the
     cell's points (a written answer's, or an override of a test's, as in nbgrader), and every
     comment goes with its cell (comments on cells that are not graded, such as code to write,
-    go to ``comments``). ``graded`` once every written answer has points. The stored result keeps
-    only what the grader computed."""
+    go to ``comments``). ``graded`` once every written answer has points and no cell is under
+    ``review`` (scored by hand before the student handed in again: the cell keeps its automatic
+    points, a written answer none, until the instructor grades it again). The stored result
+    keeps only what the grader computed."""
 
     comments = dict(comments or {})
     if result.status in (Status.FAILED, Status.NOT_SUBMITTED):
@@ -313,13 +318,20 @@ def with_manual_scores(result: Result, manual: dict[str, float],
             cell.points, cell.by_hand = manual[grade_id], True
             if cell.kind == "written":
                 cell.message = "graded by hand"
+        elif grade_id in (review or ()) and cell.kind == "written":
+            cell.message = AWAITING
     pending = any(c.kind == "written" and c.points is None for c in cells.values())
     status, reason = result.status, result.reason
     if status == Status.NEEDS_MANUAL and not pending:
         status, reason = Status.GRADED, ""
+    if status in (Status.GRADED, Status.NEEDS_MANUAL) and review and review & set(cells):
+        status, reason = Status.NEEDS_MANUAL, AWAITING
     updated = replace(result, cells=cells, status=status, reason=reason, comments=comments)
     updated.score = updated.total()
     return updated
+
+
+AWAITING = "handed in again after it was graded by hand: waiting for the instructor to grade it"
 
 
 def grade_class(settings: Settings, progress: Callable[[int, int], object] | None = None,
