@@ -167,6 +167,27 @@ def test_lateness_in_feedback_and_grades_csv(tmp_path: Path) -> None:
     assert (rows["bo"]["seconds_late"], rows["bo"]["final_score"]) == ("0", "2")
 
 
+def test_the_feedback_page_reads_on_a_phone_with_the_notebooks_numbers() -> None:
+    """A viewport; each question numbered as in the notebook; for late work, the score after
+    the penalty in the first line."""
+    from mlmcourse.grading.notebook import load_source
+
+    source = load_source(Path(__file__).resolve().parents[1] / "autograder" / "source"
+                         / "ex4_cross_entropy" / "ex4_cross_entropy.ipynb")
+    numbers = feedback.question_numbers(source.cells)
+    assert numbers == {"test_token_cross_entropy": "1",
+                       "test_token_cross_entropy_large_logits": "1", "test_cross_entropy": "2",
+                       "test_answer_lowest_loss": "3a", "test_answer_loss": "3b",
+                       "test_answer_interpretation": "3c", "written_one_hot": "4"}
+    late = _result()
+    late.submitted_at, late.seconds_late, late.late_penalty = "2026-12-01T18:00:00", 3900, 2.0
+    page = feedback.render(late, "softmax", {"test_softmax": "1", "why": "2b"})
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "<td>2b <small>why</small></td>" in page
+    first = page.split("</h1>", 1)[1].split("</p>", 1)[0]
+    assert "Score: 0 / 4 after the late penalty of 2 points (2 before it)" in first
+
+
 def test_numeric_answers_are_summarised_as_numbers(tmp_path: Path) -> None:
     rows = []
     for i, value in enumerate([0.51, 0.5108, 0.6, "", None, "about 0.5", 0.51]):

@@ -14,17 +14,40 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from mlmcourse.grading.atomic import write_atomic
 from mlmcourse.grading.collect import TIMESTAMP_NAME, read_timestamp
 from mlmcourse.grading.misconceptions import CATALOGUE
+from mlmcourse.grading.notebook import Cell
 from mlmcourse.grading.records import CellResult, Result
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;line-height:1.5}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;
 text-align:left;vertical-align:top}.pass{color:#1a7f37}.fail{color:#b42318}.manual{color:#6e5a00}
 .comment{color:#1f3a93}"""
+
+
+_SECTION = re.compile(r"^#{1,6}\s+(\d+)\.")  # "## 2. Questions (3 points)"
+_PART = re.compile(r"^\*\*(\d+[a-z])\.\*\*")  # "**2a.** Of the selected positions..."
+
+
+def question_numbers(cells: Iterable[Cell]) -> dict[str, str]:
+    """The number each graded cell has in the notebook (grade id -> "1", "3a"): its section's
+    heading ("## 3. ...") and the last question of the section above it ("**3a.** ...")."""
+    section, part, numbers = "", "", {}
+    for cell in cells:
+        if cell.cell_type == "markdown" and not cell.solution:
+            for line in cell.source.splitlines():
+                if m := _SECTION.match(line):
+                    section, part = m[1], ""
+                elif m := _PART.match(line):
+                    part = m[1]
+        if cell.grade and cell.grade_id:
+            numbers[cell.grade_id] = part or section
+    return numbers
 
 
 def _verdict(cell: CellResult) -> tuple[str, str]:
@@ -79,17 +102,29 @@ def _points(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def render(result: Result, assignment: str) -> str:
-    """The feedback page of one result, as HTML (every string escaped)."""
+def _score_line(result: Result) -> str:
+    """The first line: the score, after the late penalty when there is one."""
+    status = str(result.status)
+    pending = " (written answers not graded yet)" if status == "needs_manual" else ""
+    score = f"{result.score:g} / {result.max_score:g}"
+    if result.late_penalty:
+        score = (f"{result.final_score():g} / {result.max_score:g} after the late penalty of "
+                 f"{result.late_penalty:g} points ({result.score:g} before it)")
+    return f"Score: {score}{pending}. Status: {status.replace('_', ' ')}."
+
+
+def render(result: Result, assignment: str, numbers: dict[str, str] | None = None) -> str:
+    """The feedback page of one result, as HTML (every string escaped); ``numbers`` gives each
+    question's number in the notebook (:func:`question_numbers`)."""
     e = html.escape
     rows = []
     for grade_id, cell in result.cells.items():
         css, verdict = _verdict(cell)
-        rows.append(f"<tr><td>{e(grade_id)}</td><td class='{css}'>{verdict}</td>"
+        number = (numbers or {}).get(grade_id, "")
+        label = f"{e(number)} <small>{e(grade_id)}</small>" if number else e(grade_id)
+        rows.append(f"<tr><td>{label}</td><td class='{css}'>{verdict}</td>"
                     f"<td>{_points(cell.points)} / {cell.max_points:g}</td>"
                     f"<td>{_feedback(cell)}</td></tr>")
-    status = str(result.status)
-    pending = " (written answers not graded yet)" if status == "needs_manual" else ""
     reason = f"<p><strong>Note:</strong> {e(result.reason)}</p>" if result.reason else ""
     late = lateness_text(result)
     reason += f"<p class='late'>{e(late)}</p>" if late else ""
@@ -97,12 +132,12 @@ def render(result: Result, assignment: str) -> str:
                        for cell_id, text in result.comments.items())
     comments = f"<h2>Comments from your instructor</h2><ul>{comments}</ul>" if comments else ""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(assignment)}: feedback</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(assignment)}: feedback</title>
 <style>{_STYLE}</style></head><body>
 <h1>{e(assignment)}: feedback for {e(result.student_id)}</h1>
-<p>Status: {e(status.replace('_', ' '))}. Score: {result.score:g} /
-{result.max_score:g}{pending}.
-</p>{reason}
+<p class='score'>{e(_score_line(result))}</p>{reason}
 <table><thead><tr><th>Question</th><th>Result</th><th>Points</th><th>Feedback</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {comments}
@@ -110,10 +145,11 @@ def render(result: Result, assignment: str) -> str:
 """
 
 
-def write(out: Path, assignment: str, result: Result) -> Path:
+def write(out: Path, assignment: str, result: Result,
+          numbers: dict[str, str] | None = None) -> Path:
     """Write ``OUT/feedback/<student>/<assignment>.html`` (atomically)."""
     target = out / "feedback" / result.student_id / f"{assignment}.html"
-    return write_atomic(target, render(result, assignment))
+    return write_atomic(target, render(result, assignment, numbers))
 
 
 SECRET_NAME = "submission_secret.txt"
@@ -121,7 +157,8 @@ MAX_SECRET_BYTES = 1024
 
 
 def write_for_nbgrader(course: Path, assignment: str, notebook: str, result: Result,
-                       submitted_at: dt.datetime | None) -> Path | None:
+                       submitted_at: dt.datetime | None,
+                       numbers: dict[str, str] | None = None) -> Path | None:
     """Write the page where ``nbgrader release_feedback`` takes it from, with the timestamp and
     secret of the submission ``nbgrader collect`` put in ``<course>/submitted/``, when that is the
     submission graded (handed in at ``submitted_at``); ``None`` when there is none."""
@@ -138,4 +175,4 @@ def write_for_nbgrader(course: Path, assignment: str, notebook: str, result: Res
     folder = course / "feedback" / result.student_id / assignment
     write_atomic(folder / TIMESTAMP_NAME, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
     write_atomic(folder / SECRET_NAME, secret.read_bytes())
-    return write_atomic(folder / f"{notebook}.html", render(result, assignment))
+    return write_atomic(folder / f"{notebook}.html", render(result, assignment, numbers))

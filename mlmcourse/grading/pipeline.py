@@ -270,6 +270,7 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     assignment, notebook = run.settings.assignment, run.notebook
     penalty = gradebook.late_penalty_function(run.settings.course)
     given = gradebook.hand_given(gb, assignment, notebook)
+    numbers = feedback.question_numbers(run.source.cells)
     penalties = {}
     for student_id, result in sorted(results.items()):
         hand = given.get(student_id, gradebook.HandGiven())
@@ -280,9 +281,9 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
         result.late_penalty = penalty(student_id, result.score, result.seconds_late)
         penalties[student_id] = result.late_penalty
         try:
-            feedback.write(run.out, run.settings.assignment, result)
+            feedback.write(run.out, run.settings.assignment, result, numbers)
             feedback.write_for_nbgrader(run.settings.course, assignment, notebook, result,
-                                        submitted_at)
+                                        submitted_at, numbers)
         except Exception as exc:  # noqa: BLE001 - contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
