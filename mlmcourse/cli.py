@@ -44,12 +44,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(next((w for w in words if w in SUBCOMMANDS), ""))
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    return int(args._run(args))
+    try:
+        parser = build_parser(next((w for w in words if w in SUBCOMMANDS), ""))
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(args._run(args))
+    except KeyboardInterrupt:  # Ctrl-C where the sub-command has nothing more to say
+        print("\nmlmcourse: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

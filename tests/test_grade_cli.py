@@ -399,3 +399,27 @@ def test_a_batch_that_cannot_be_stored_whole_is_stored_student_by_student(
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as book:
         scores = {s.student.id: s.score for s in book.assignment_submissions("softmax")}
     assert scores == {"ana": 1.0, "bea": 0.0, "cem": 0.0}
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_run_with_a_message(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the grader) ends the run with exit code 130 and says what is kept and
+    how to go on, never with a traceback; its workers end with it."""
+    course = corpus.write_course(tmp_path / "course")
+    corpus.write_submissions(tmp_path / "subs", ["honest_1", "infinite_loop"])
+    stored = tmp_path / "out" / "results" / "honest_1.json"
+    grader = subprocess.Popen(
+        [sys.executable, "-m", "mlmcourse", "grade", "softmax", str(tmp_path / "subs"),
+         "--out", str(tmp_path / "out"), "--course", str(course), "--jobs", "1",
+         "--no-sandbox", "--timeout", "300"], stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not stored.exists():  # honest_1 is graded; infinite_loop is running
+        assert grader.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    grader.send_signal(signal.SIGINT)
+    assert grader.wait(timeout=120) == 130
+    err = grader.stderr.read()
+    assert "interrupted; the results stored so far are kept in" in err
+    assert "Traceback" not in err
+    assert _session_gone(grader.pid)

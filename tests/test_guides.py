@@ -77,6 +77,21 @@ def test_every_command_says_where_it_runs() -> None:
     assert any("jupyter server" in c and "formgrader" in c for c in commands)
 
 
+def test_the_students_menu_items_can_be_hidden(tmp_path: Path) -> None:
+    """The guide's commands that hide nbgrader's instructor menu items from students, run on a
+    scratch user configuration instead of the students' environment."""
+    (block,) = [b for b in blocks(GUIDES[0]) if "labextension disable" in "\n".join(b.commands)]
+    script = "\n".join(block.commands).replace("--level=sys_prefix", "--level=user")
+    env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", "-ec", script], env=env, check=True, capture_output=True,
+                   timeout=300)
+    config = json.loads((tmp_path / "labconfig" / "page_config.json").read_text())
+    hidden = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+              "@jupyter/nbgrader:course-list"}
+    assert set(config["disabledExtensions"]) == set(config["lockedExtensions"]) == hidden
+
+
 # --- running them ------------------------------------------------------------------------------
 
 

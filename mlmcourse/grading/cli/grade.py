@@ -90,8 +90,6 @@ def _first_missing(path: Path) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """Grade the class; returns the exit code."""
-    from tqdm import tqdm
-
     errors = usage_errors(args)
     roster = None
     if args.roster is not None:
@@ -103,13 +101,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlmcourse grade: error: {error}", file=sys.stderr)
     if errors:
         return 2
-    created = _first_missing(args.out)
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
                         args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)
-    bar = tqdm(unit="student", desc=f"grading {args.assignment}", file=sys.stderr)
+    try:
+        return _grade(settings, _first_missing(args.out))
+    except KeyboardInterrupt:
+        print(f"\nmlmcourse grade: interrupted; the results stored so far are kept in "
+              f"{args.out.resolve() / 'results'}: run the same command again to go on",
+              file=sys.stderr)
+        return 130
+
+
+def _grade(settings: Settings, created: Path | None) -> int:
+    """Grade with a progress bar; ``created`` is the output folder made for this run (removed
+    when the run is refused)."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="student", desc=f"grading {settings.assignment}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -119,26 +130,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = grade_class(settings, progress, say=bar.write)
     except GradingRefused as exc:
-        bar.close()
         if created is not None:  # nothing was graded: leave no output folder behind
             shutil.rmtree(created, ignore_errors=True)
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"\nmlmcourse grade: interrupted; the results stored so far are kept in "
-              f"{args.out.resolve() / 'results'}: run the same command again to go on",
-              file=sys.stderr)
-        return 130
     except SolutionFails as exc:
-        bar.close()
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 3
-    bar.close()
+    finally:
+        bar.close()
     failed = [r for r in rows if r.status == Status.FAILED]
     graded = sum(r.status != Status.NOT_SUBMITTED for r in rows)
-    out = args.out.resolve()
-    print(f"graded {graded} submissions of {args.assignment}: {len(failed)} failed; "
+    out = settings.out.resolve()
+    print(f"graded {graded} submissions of {settings.assignment}: {len(failed)} failed; "
           f"see {out / 'grades.csv'} and {out / 'report.html'}", file=sys.stderr)
     return 1 if failed else 0
 
