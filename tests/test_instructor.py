@@ -142,7 +142,7 @@ def test_scores_and_comments_from_formgrader_reach_the_feedback() -> None:
     page = feedback.render(result, "softmax")
     assert "no answer" not in page
     assert "0.5 / 1" in page and "Good: overflow." in page
-    assert "Neat &lt;code&gt;" in page and "softmax_impl" in page
+    assert "Neat <code>" in page and "softmax_impl" in page  # Markdown: HTML tags allowed
     assert "I accept C too." in page and "score set by hand" in page
 
     pending = _result()
@@ -186,6 +186,18 @@ def test_the_feedback_page_reads_on_a_phone_with_the_notebooks_numbers() -> None
     assert "<td>2b <small>why</small></td>" in page
     first = page.split("</h1>", 1)[1].split("</p>", 1)[0]
     assert "Score: 0 / 4 after the late penalty of 2 points (2 before it)" in first
+
+
+def test_comments_are_rendered_as_markdown_safely() -> None:
+    """Formgrader's comment box says Markdown: the feedback renders it, keeping nothing that
+    runs or leads to a script."""
+    result = with_manual_scores(_result(), {}, {
+        "why": "**Good**: see [the lesson](https://example.org/4) <script>alert(1)</script>",
+        "test_answer": "[click](javascript:alert(1)) <img src=x onerror=alert(1)>"})
+    page = feedback.render(result, "softmax")
+    assert "<strong>Good</strong>" in page and 'href="https://example.org/4"' in page
+    for unsafe in ("<script", "javascript:", "onerror", "<img"):
+        assert unsafe not in page.lower()
 
 
 def test_numeric_answers_are_summarised_as_numbers(tmp_path: Path) -> None:

@@ -62,6 +62,16 @@ def test_each_export_is_read_as_the_lms_names_its_students(tmp_path: Path, syste
     assert all(rel == "softmax.ipynb" for s in found for _, rel in s.files)
 
 
+def test_a_student_who_handed_in_no_notebook_is_a_row_not_silence(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "canvas.zip", ["smithjohn_101_9001_softmax.ipynb",
+                                             "leeana_103_9003_softmax.pdf"])
+    (tmp_path / "staging").mkdir()
+    found = {s.student_id: s for s in discover(archive, "softmax", tmp_path / "staging")[0]}
+    assert found["smithjohn-101"].problem is None
+    assert found["leeana-103"].problem == \
+        "no notebook softmax.ipynb in the submission: softmax.pdf"
+
+
 def test_ids_are_made_safe_deterministically() -> None:
     assert lms.safe_id("ana") == "ana"
     assert lms.safe_id("José Müller") == lms.safe_id("José Müller") == "jose-muller"

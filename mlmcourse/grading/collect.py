@@ -125,15 +125,28 @@ def from_student_folder(student_id: str, folder: Path, assignment: str) -> Submi
                       _hash(pairs, problem))
 
 
-def _flat(notebooks: list[Path], assignment: str) -> list[Submission]:
-    """One notebook per student, whose it is read from its name (:func:`lms.parse_file`)."""
+def _flat(notebooks: list[Path], assignment: str,
+          others: list[Path] | None = None) -> list[Submission]:
+    """One notebook per student, whose it is read from its name (:func:`lms.parse_file`); a
+    student of an LMS export who handed in other files but no notebook is a submission too,
+    which cannot be graded."""
     by_student: dict[str, list[Path]] = {}
     lms_ids: dict[str, str] = {}
     for path in notebooks:
         entry = lms.parse_file(path.name)
         by_student.setdefault(entry.student_id, []).append(path)
         lms_ids[entry.student_id] = entry.lms_id
+    without: dict[str, list[str]] = {}
+    for path in others or []:
+        entry = lms.parse_file(path.name)
+        if entry.system and entry.notebook and entry.student_id not in by_student:
+            without.setdefault(entry.student_id, []).append(entry.file)
+            lms_ids[entry.student_id] = entry.lms_id
     found = []
+    for student_id, names in sorted(without.items()):
+        problem = f"no notebook {assignment}.ipynb in the submission: {', '.join(names)}"
+        found.append(Submission(student_id, None, [], problem, _hash([], problem),
+                                lms_id=lms_ids[student_id]))
     for student_id, paths in sorted(by_student.items()):
         if len(paths) > 1:
             problem = "several notebooks for this student: " + ", ".join(p.name for p in paths)
@@ -199,7 +212,8 @@ def discover(root: Path, assignment: str, staging: Path, roster: dict[str, str] 
     notebooks = [p for p in entries if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in entries if p.is_dir()]
     nbgrader_tree = nbgrader_tree or any(_assignment_folder(f, assignment) for f in folders)
-    found = _flat(notebooks, assignment)
+    others = [p for p in entries if p.is_file() and p.suffix != ".ipynb"]
+    found = _flat(notebooks, assignment, others)
     for folder in folders:
         nested = _assignment_folder(folder, assignment)
         if nested is None and nbgrader_tree:

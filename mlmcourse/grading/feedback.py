@@ -2,7 +2,9 @@
 scores and comments the instructor gave in formgrader, and when it was handed in (late or not).
 
 Only results go in: never test source, never reference answers. Every string that may come from
-the student (messages of their exceptions, ids) is HTML-escaped.
+the student (messages of their exceptions, ids) is HTML-escaped; the instructor's comments are
+rendered as the Markdown formgrader's comment box promises, reduced to the allowlist of
+:func:`~mlmcourse.grading.sanitise.sanitise_html` (no script or style, safe links only).
 
 The page is written to ``OUT/feedback/<student>/<assignment>.html`` and, for a submission
 collected by ``nbgrader collect``, where ``nbgrader release_feedback`` takes it from:
@@ -23,6 +25,7 @@ from mlmcourse.grading.collect import TIMESTAMP_NAME, read_timestamp
 from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.notebook import Cell
 from mlmcourse.grading.records import CellResult, Result
+from mlmcourse.grading.sanitise import sanitise_html
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;line-height:1.5}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;
@@ -67,13 +70,21 @@ def _message(cell: CellResult) -> str:
     return cell.message
 
 
+def markdown(text: str) -> str:
+    """An instructor's comment as safe HTML: rendered as Markdown (as formgrader's own renderer,
+    nbconvert's mistune, does), then reduced to the sanitiser's allowlist."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return sanitise_html(markdown2html_mistune(text))
+
+
 def _feedback(cell: CellResult) -> str:
-    """The grader's message and the instructor's comment, escaped."""
-    parts = [html.escape(text) for text in (_message(cell),) if text]
+    """The grader's message (escaped) and the instructor's comment (sanitised Markdown)."""
+    parts = [f"<div>{html.escape(text)}</div>" for text in (_message(cell),) if text]
     if cell.comment:
-        parts.append(f"<span class='comment'><strong>Instructor:</strong> "
-                     f"{html.escape(cell.comment)}</span>")
-    return "<br>".join(parts)
+        parts.append(f"<div class='comment'><strong>Instructor:</strong> "
+                     f"{markdown(cell.comment)}</div>")
+    return "".join(parts)
 
 
 def _duration(seconds: float) -> str:
@@ -128,7 +139,7 @@ def render(result: Result, assignment: str, numbers: dict[str, str] | None = Non
     reason = f"<p><strong>Note:</strong> {e(result.reason)}</p>" if result.reason else ""
     late = lateness_text(result)
     reason += f"<p class='late'>{e(late)}</p>" if late else ""
-    comments = "".join(f"<li><strong>{e(cell_id)}</strong>: {e(text)}</li>"
+    comments = "".join(f"<li><strong>{e(cell_id)}</strong>: {markdown(text)}</li>"
                        for cell_id, text in result.comments.items())
     comments = f"<h2>Comments from your instructor</h2><ul>{comments}</ul>" if comments else ""
     return f"""<!DOCTYPE html>
