@@ -223,24 +223,28 @@ def execute(run: Run, stream: ResultStream) -> Iterator[list[Result]]:
         batch = stream.take(BATCH)
 
 
-def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
+def record(run: Run, gb: object, batch: list[Result],
+           previous: dict[str, str | None] | None = None) -> list[Result]:
     """Store results, write them to the autograded folder and the gradebook, in one
     transaction: whoever arrived while the previous batch was being stored (one commit, with
     its disk syncs, per batch rather than per student). Contained: if anything fails, each
     result is recorded again on its own, and the one that fails is ``failed`` (written as such
-    where possible), never the run or anyone else."""
+    where possible), never the run or anyone else. ``previous`` holds the hash of the submission
+    each stored result was computed from before this batch (read here when not given)."""
     from mlmcourse.grading import gradebook
 
+    if previous is None:
+        previous = {r.student_id: run.store.stored_submission(r.student_id) for r in batch}
     try:
         for result in batch:
             submitted_at = run.times.get(result.student_id)
-            previous = run.store.stored_submission(result.student_id)
             if not result.grader_error:
                 run.store.save(result)
             gradebook.write_autograded(run.settings.course, run.settings.assignment,
                                        run.notebook, result, submitted_at)
             gradebook.record(gb, run.layout, run.notebook, result, submitted_at,
-                             resubmitted=previous not in (None, result.submission_sha))
+                             resubmitted=previous[result.student_id] not in
+                             (None, result.submission_sha))
         gradebook.commit(gb)
         for result in batch:
             result.autograded = None  # written: the report needs only the scores
@@ -248,7 +252,8 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
         gradebook.rollback(gb)
         if len(batch) > 1:
-            return [alone for result in batch for alone in record(run, gb, [result])]
+            return [alone for result in batch
+                    for alone in record(run, gb, [result], previous)]
         result = batch[0]
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "

@@ -54,11 +54,16 @@ def builtin_assignments() -> list[str]:
 
 
 def group_id(name: str) -> int:
-    """The id of the Unix group ``name``."""
+    """The id of the Unix group ``name``, which the course's files can be given to (root, or a
+    member of the group)."""
     try:
-        return grp.getgrnam(name).gr_gid
+        gid = grp.getgrnam(name).gr_gid
     except KeyError:
         raise InitError(f"there is no group {name!r} on this machine") from None
+    if os.geteuid() != 0 and gid not in (os.getegid(), *os.getgroups()):
+        raise InitError(f"you are not a member of the group {name!r}, so the course cannot be "
+                        "given to it")
+    return gid
 
 
 def exchange_line(folder: Path, exchange: Path) -> str:
@@ -120,9 +125,5 @@ def create_course(folder: Path, course_id: str | None = None,
         nbformat.write(variants.render_notebook(nb, drawn[name]), target)
     record = {"published": seed == variants.DEFAULT_SEED, "assignments": drawn}
     (folder / PARAMETERS_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    try:
-        make_private(folder, gid)
-    except PermissionError:
-        raise InitError(f"cannot give {folder} to the group {group!r}: you are not a member "
-                        "of it") from None
+    make_private(folder, gid)
     return names

@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     drawn = ("the published numbers and option orders" if seed == DEFAULT_SEED else
              "numbers and option orders drawn from your seed")
+    readers = "you" if args.group is None else f"you and the group {args.group}"
+    exchange = (f"the exchange is {args.exchange.resolve()}" if args.exchange else
+                "the exchange is the one of nbgrader's global configuration (a hub's), else "
+                "/srv/nbgrader/exchange; without a hub, create the course with --exchange DIR")
     print(f"created the course {args.folder.resolve()} with {len(names)} assignments: "
-          f"{', '.join(names)} ({drawn}, listed in {PARAMETERS_NAME})\n"
-          f"next: cd {args.folder} && mlmcourse release")
+          f"{', '.join(names)} ({drawn}, listed in {PARAMETERS_NAME}); only {readers} can "
+          f"read it; {exchange}\nnext: cd {args.folder} && mlmcourse release")
     return 0
