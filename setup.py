@@ -1,7 +1,10 @@
-"""Only what pyproject.toml cannot say: the wheel carries the course's exercises.
+"""Only what pyproject.toml cannot say: the wheel carries the course's exercises and the versions
+it is tested with.
 
-``mlmcourse init`` copies them into a new course folder; they live in ``autograder/source`` (the
-repository's own course) and are copied to ``mlmcourse/course_template/source`` in the build.
+``mlmcourse init`` copies the exercises into a new course folder; they live in
+``autograder/source`` (the repository's own course) and are copied to
+``mlmcourse/course_template/source`` in the build. ``requirements/lock.txt`` is copied to
+``mlmcourse/constraints.txt``: the constraints file of the instructor guide's install.
 """
 
 import shutil
@@ -18,7 +21,9 @@ class BuildWithExercises(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return  # a checkout reads autograder/source directly
-        target = Path(self.build_lib) / "mlmcourse" / "course_template" / "source"
+        package = Path(self.build_lib) / "mlmcourse"
+        shutil.copyfile(HERE / "requirements" / "lock.txt", package / "constraints.txt")
+        target = package / "course_template" / "source"
         for notebook in sorted((HERE / "autograder" / "source").glob("*/*.ipynb")):
             if notebook.stem == notebook.parent.name:
                 destination = target / notebook.parent.name / notebook.name

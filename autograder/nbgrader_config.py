@@ -1,4 +1,4 @@
-"""nbgrader configuration of this course folder: everything stays inside it.
+"""nbgrader configuration of this course folder: everything of it but the exchange stays inside.
 
 Paths are computed from this file's location, so the course works from any working directory:
 ``mlmcourse`` commands find it as the nearest folder upward holding this file, and ``nbgrader``
@@ -14,8 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "mlmcourse"
 c.CourseDirectory.root = HERE
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "gradebook.db")
-# the exchange (JupyterHub fetch/submit) stays inside the course; on a hub, point it at the hub's
-c.Exchange.root = os.path.join(HERE, "exchange")
+# The exchange, where students fetch and submit, is not set here: the hub's global nbgrader
+# configuration sets it (c.Exchange.root), else it is nbgrader's /srv/nbgrader/exchange.
+# `mlmcourse init --exchange DIR` sets it at the end of this file instead.
 c.Exchange.path_includes_course = True
 
 # A released code cell runs and returns None until the student writes the answer.

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlmcourse {command}: error: this command needs the grading extra ({exc.name} "
               "is not installed): pip install 'mlmcourse[grade]'", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where the sub-command has nothing more to say
+        print("\nmlmcourse: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -183,6 +183,53 @@ def test_scores_given_by_hand_in_the_gradebook_complete_a_re_run(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_resubmission_under_a_hand_grade_waits_for_the_instructor(tmp_path: Path) -> None:
+    """As ``nbgrader autograde`` does: a cell scored by hand in a notebook handed in again is
+    flagged ``needs_manual_grade`` (its score kept), the row and the feedback wait for the
+    instructor, re-runs keep the flag, and saving a score in formgrader clears it."""
+    from nbgrader.api import Gradebook
+
+    course = corpus.write_course(tmp_path / "course")
+    nb = corpus.solved(corpus.source_notebook())
+    written = next(c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade_id") == "why")
+    written["source"] = "Subtracting the maximum keeps exp from overflowing."
+    _notebook(tmp_path / "subs" / "ana" / "softmax.ipynb", json.dumps(nb))
+    argv = ("softmax", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
+            "--course", str(course), "--jobs", "1", "--no-sandbox")
+    url = f"sqlite:///{course / 'gradebook.db'}"
+
+    def give(score: float) -> None:  # what formgrader does when the instructor saves a score
+        with Gradebook(url) as gb:
+            grade = gb.find_grade("why", "softmax", "softmax", "ana")
+            grade.manual_score, grade.needs_manual_grade = score, False
+            gb.db.commit()
+
+    def flag() -> tuple[float | None, bool]:
+        with Gradebook(url) as gb:
+            grade = gb.find_grade("why", "softmax", "softmax", "ana")
+            return grade.manual_score, grade.needs_manual_grade
+
+    assert grade_cli.run(_args(*argv)) == 0
+    give(0.5)
+    assert grade_cli.run(_args(*argv)) == 0
+    assert "ana,graded,,3.5,4," in _grades(tmp_path / "out") and flag() == (0.5, False)
+
+    written["source"] = "Because softmax is invariant to shifts, and exp would overflow."
+    _notebook(tmp_path / "subs" / "ana" / "softmax.ipynb", json.dumps(nb))  # handed in again
+    for _ in range(2):  # flagged, and still flagged on a re-run
+        assert grade_cli.run(_args(*argv)) == 0
+        assert flag() == (0.5, True)
+        assert "ana,needs_manual,handed in again after it was graded by hand" in \
+            _grades(tmp_path / "out")
+        page = (tmp_path / "out" / "feedback" / "ana" / "softmax.html").read_text()
+        assert "waiting for the instructor" in page and "3 /" in page
+
+    give(1.0)
+    assert grade_cli.run(_args(*argv)) == 0
+    assert "ana,graded,,4,4," in _grades(tmp_path / "out") and flag() == (1.0, False)
+
+
+@pytest.mark.slow
 def test_a_source_solution_short_of_full_marks_stops_the_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An environment problem (a setup cell that cannot run in the sandbox) or a test the
@@ -375,3 +422,27 @@ def test_a_batch_that_cannot_be_stored_whole_is_stored_student_by_student(
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as book:
         scores = {s.student.id: s.score for s in book.assignment_submissions("softmax")}
     assert scores == {"ana": 1.0, "bea": 0.0, "cem": 0.0}
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_run_with_a_message(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the grader) ends the run with exit code 130 and says what is kept and
+    how to go on, never with a traceback; its workers end with it."""
+    course = corpus.write_course(tmp_path / "course")
+    corpus.write_submissions(tmp_path / "subs", ["honest_1", "infinite_loop"])
+    stored = tmp_path / "out" / "results" / "honest_1.json"
+    grader = subprocess.Popen(
+        [sys.executable, "-m", "mlmcourse", "grade", "softmax", str(tmp_path / "subs"),
+         "--out", str(tmp_path / "out"), "--course", str(course), "--jobs", "1",
+         "--no-sandbox", "--timeout", "300"], stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not stored.exists():  # honest_1 is graded; infinite_loop is running
+        assert grader.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    grader.send_signal(signal.SIGINT)
+    assert grader.wait(timeout=120) == 130
+    err = grader.stderr.read()
+    assert "interrupted; the results stored so far are kept in" in err
+    assert "Traceback" not in err
+    assert _session_gone(grader.pid)

@@ -77,6 +77,21 @@ def test_every_command_says_where_it_runs() -> None:
     assert any("jupyter server" in c and "formgrader" in c for c in commands)
 
 
+def test_the_students_menu_items_can_be_hidden(tmp_path: Path) -> None:
+    """The guide's commands that hide nbgrader's instructor menu items from students, run on a
+    scratch user configuration instead of the students' environment."""
+    (block,) = [b for b in blocks(GUIDES[0]) if "labextension disable" in "\n".join(b.commands)]
+    script = "\n".join(block.commands).replace("--level=sys_prefix", "--level=user")
+    env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", "-ec", script], env=env, check=True, capture_output=True,
+                   timeout=300)
+    config = json.loads((tmp_path / "labconfig" / "page_config.json").read_text())
+    hidden = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+              "@jupyter/nbgrader:course-list"}
+    assert set(config["disabledExtensions"]) == set(config["lockedExtensions"]) == hidden
+
+
 # --- running them ------------------------------------------------------------------------------
 
 
@@ -123,14 +138,20 @@ class Scratch:
 
 
 def _submit(course: Path, student: str, nb: nbformat.NotebookNode, when: dt.datetime) -> None:
-    """What ``nbgrader submit`` leaves in the exchange's inbound folder."""
+    """What ``nbgrader submit`` leaves in the exchange's inbound folder (the course's exchange is
+    outside it, set by ``mlmcourse init --exchange``)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(course)).load_config()
+    exchange = Path(config.Exchange.root)
+    assert course not in exchange.parents
     stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-    course_id = re.search(r'course_id = "(.+?)"', (course / "nbgrader_config.py").read_text())[1]
-    folder = (course / "exchange" / course_id / "inbound"
+    folder = (exchange / config.CourseDirectory.course_id / "inbound"
               / f"{student}+ex2_masking+{stamp}+{secrets.token_urlsafe(9)}")
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / "ex2_masking.ipynb")
     (folder / "timestamp.txt").write_text(stamp)
+    (folder / "submission_secret.txt").write_text(secrets.token_hex(16))
 
 
 def _students_submit(course: Path) -> None:
@@ -256,6 +277,8 @@ def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str],
     page = (out / "feedback" / "ana" / "ex2_masking.html").read_text()
     assert "say why the model cannot copy" in page and "no answer" not in page
     assert "16 h 0 min late" in (out / "feedback" / "bo" / "ex2_masking.html").read_text()
+    released = (scratch.tmp / "home" / "nbgrader-exchange").glob("*/feedback/*.html")
+    assert sum("say why the model cannot copy" in p.read_text() for p in released) == 1
     exported = {r["student_id"]: r for r in
                 csv.DictReader((course / "grades" / "all_assignments.csv").open())
                 if r["assignment"] == "ex2_masking"}

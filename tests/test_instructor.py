@@ -8,6 +8,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -44,6 +45,43 @@ def test_init_creates_a_course_folder_the_commands_find(tmp_path: Path,
     assert main(["init", str(tmp_path / "x"), "--course-id=bad id"]) == 2
 
 
+def test_init_makes_the_course_private_and_the_exchange_outside_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Solutions, hidden tests, parameters.json and the gradebook are the instructor's alone (or
+    the group's given by --group); the exchange is the hub's, or --exchange outside the course."""
+    import grp
+    import stat
+
+    course = tmp_path / "fall"
+    assert main(["init", str(course)]) == 0
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [course, *course.rglob("*")]}
+    assert {m for p, m in modes.items() if p.is_dir()} == {0o700}
+    assert {m for p, m in modes.items() if p.is_file()} == {0o600}
+    assert "\nc.Exchange.root" not in (course / "nbgrader_config.py").read_text()
+
+    shared = tmp_path / "shared"
+    group = grp.getgrgid(os.getgid()).gr_name
+    exchange = tmp_path / "exchange"
+    assert main(["init", str(shared), "--group", group, "--exchange", str(exchange)]) == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2750
+    assert stat.S_IMODE((shared / "parameters.json").stat().st_mode) == 0o640
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(shared)).load_config()
+    assert config.Exchange.root == str(exchange)
+    capsys.readouterr()
+    cases = {("--exchange", str(tmp_path / "c" / "exchange")): "inside the course folder",
+             ("--group", "no-such-group-here"): "no group 'no-such-group-here'"}
+    for options, message in cases.items():
+        assert main(["init", str(tmp_path / "c"), *options]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "c").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    assert main(["init", str(tmp_path / "mine")]) == 2  # never makes files of yours private
+    assert "not empty" in capsys.readouterr().err
+
+
 def test_release_an_assignment_of_the_instructors_own(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     course = tmp_path / "fall"
@@ -53,7 +91,7 @@ def test_release_an_assignment_of_the_instructors_own(tmp_path: Path,
     assert main(["release", "--quiet", "softmax"]) == 0
     released = (course / "release" / "softmax" / "softmax.ipynb").read_text()
     assert "BEGIN SOLUTION" not in released and "BEGIN HIDDEN" not in released
-    assert (course / "exchange").is_dir()  # the exchange stays inside the course
+    assert not (course / "exchange").exists()  # the exchange is never inside the course
 
 
 def _write(path: Path, text: str) -> Path:
@@ -104,7 +142,7 @@ def test_scores_and_comments_from_formgrader_reach_the_feedback() -> None:
     page = feedback.render(result, "softmax")
     assert "no answer" not in page
     assert "0.5 / 1" in page and "Good: overflow." in page
-    assert "Neat &lt;code&gt;" in page and "softmax_impl" in page
+    assert "Neat <code>" in page and "softmax_impl" in page  # Markdown: HTML tags allowed
     assert "I accept C too." in page and "score set by hand" in page
 
     pending = _result()
@@ -127,6 +165,39 @@ def test_lateness_in_feedback_and_grades_csv(tmp_path: Path) -> None:
     assert (rows["ana"]["seconds_late"], rows["ana"]["late_penalty"],
             rows["ana"]["final_score"]) == ("3900", "2", "0")
     assert (rows["bo"]["seconds_late"], rows["bo"]["final_score"]) == ("0", "2")
+
+
+def test_the_feedback_page_reads_on_a_phone_with_the_notebooks_numbers() -> None:
+    """A viewport; each question numbered as in the notebook; for late work, the score after
+    the penalty in the first line."""
+    from mlmcourse.grading.inputs.notebook import load_source
+
+    source = load_source(Path(__file__).resolve().parents[1] / "autograder" / "source"
+                         / "ex4_cross_entropy" / "ex4_cross_entropy.ipynb")
+    numbers = feedback.question_numbers(source.cells)
+    assert numbers == {"test_token_cross_entropy": "1",
+                       "test_token_cross_entropy_large_logits": "1", "test_cross_entropy": "2",
+                       "test_answer_lowest_loss": "3a", "test_answer_loss": "3b",
+                       "test_answer_interpretation": "3c", "written_one_hot": "4"}
+    late = _result()
+    late.submitted_at, late.seconds_late, late.late_penalty = "2026-12-01T18:00:00", 3900, 2.0
+    page = feedback.render(late, "softmax", {"test_softmax": "1", "why": "2b"})
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "<td>2b <small>why</small></td>" in page
+    first = page.split("</h1>", 1)[1].split("</p>", 1)[0]
+    assert "Score: 0 / 4 after the late penalty of 2 points (2 before it)" in first
+
+
+def test_comments_are_rendered_as_markdown_safely() -> None:
+    """Formgrader's comment box says Markdown: the feedback renders it, keeping nothing that
+    runs or leads to a script."""
+    result = with_manual_scores(_result(), {}, {
+        "why": "**Good**: see [the lesson](https://example.org/4) <script>alert(1)</script>",
+        "test_answer": "[click](javascript:alert(1)) <img src=x onerror=alert(1)>"})
+    page = feedback.render(result, "softmax")
+    assert "<strong>Good</strong>" in page and 'href="https://example.org/4"' in page
+    for unsafe in ("<script", "javascript:", "onerror", "<img"):
+        assert unsafe not in page.lower()
 
 
 def test_numeric_answers_are_summarised_as_numbers(tmp_path: Path) -> None:

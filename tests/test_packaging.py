@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -97,3 +101,17 @@ def test_grader_test_data_stays_out_of_the_package() -> None:
     shipped = [p for p in package.rglob("*.py") if "Variant(" in p.read_text()]
     assert shipped == []
     assert (ROOT / "tests" / "cases" / "variant_cases.py").exists()
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_tested_versions_as_constraints(tmp_path: Path) -> None:
+    """The instructor guide's CPU-only install reads ``mlmcourse/constraints.txt`` from the
+    wheel: the lock, with the CPU build of torch's version."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+                    "--no-build-isolation", "-q", "-w", str(tmp_path)], check=True,
+                   capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("mlmcourse-*.whl")
+    carried = zipfile.ZipFile(wheel).read("mlmcourse/constraints.txt").decode()
+    assert carried == (ROOT / "requirements" / "lock.txt").read_text()
+    guide = (ROOT / "book" / "instructor_guide.md").read_text()
+    assert "download.pytorch.org/whl/cpu" in guide and "mlmcourse/constraints.txt" in guide

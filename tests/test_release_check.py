@@ -69,6 +69,9 @@ def test_check_passes_on_the_solution(tmp_path: Path, released: None) -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("visible checks: 6 of 6 passed; the grade also uses hidden tests")
     assert "point" not in result.stdout, "check reports visible checks, never a score"
+    # the kernel is reached over private Unix sockets: no TCP warning, nothing left behind
+    assert "TCP" not in result.stderr and "WARNING" not in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex4_cross_entropy.ipynb"]
 
 
 @pytest.mark.slow

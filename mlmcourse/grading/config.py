@@ -31,7 +31,8 @@ again): past that, the remaining submissions are ``failed`` rather than retried 
 class Settings:
     """What the instructor asked for: grade ``assignment`` of the course folder ``course``
     from ``submissions`` (a folder or an LMS zip) into ``out``, ``jobs`` at a time, each
-    notebook within ``timeout`` seconds, sandboxed unless ``sandbox`` is false."""
+    notebook within ``timeout`` seconds, sandboxed unless ``sandbox`` is false, the students
+    named as ``roster`` maps their LMS ids (when given)."""
 
     assignment: str
     submissions: Path
@@ -40,3 +41,5 @@ class Settings:
     jobs: int = DEFAULT_JOBS
     timeout: float = DEFAULT_TIMEOUT
     sandbox: bool = True
+    roster: dict[str, str] | None = None
+    """LMS id -> student id (see :func:`~mlmcourse.grading.inputs.lms.read_roster`)."""

@@ -34,7 +34,7 @@ from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
 from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
 from mlmcourse.grading.model import Result, Status, Task
-from mlmcourse.grading.outputs import feedback, report
+from mlmcourse.grading.outputs import feedback, ownership, report
 from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
 from mlmcourse.grading.sandbox.policy import (
@@ -49,7 +49,7 @@ from mlmcourse.grading.workers.pool import ResultStream, WorkerPool
 if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
     from mlmcourse.grading.outputs import gradebook
 
-SOLUTION_ID = "(source solution)"  # no student id looks like this (see collect.SAFE_ID)
+SOLUTION_ID = "(source solution)"  # no student id looks like this (see lms.SAFE_ID)
 WORKROOT_PREFIX = "mlmcourse-grade-"
 """How a run's work folder is named: this, then what ``mkdtemp`` draws."""
 
@@ -191,7 +191,7 @@ def collect(run: Run) -> list[Submission]:
     staging.mkdir()
     try:
         submissions, warnings = discover(run.settings.submissions.resolve(),
-                                         run.settings.assignment, staging)
+                                         run.settings.assignment, staging, run.settings.roster)
     except UsageError as exc:
         raise GradingRefused(str(exc)) from None
     run.warnings += warnings
@@ -259,14 +259,18 @@ def execute(run: Run, stream: ResultStream) -> Iterator[list[Result]]:
         batch = stream.take(BATCH)
 
 
-def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
+def record(run: Run, gb: object, batch: list[Result],
+           previous: dict[str, str | None] | None = None) -> list[Result]:
     """Store results, write them to the autograded folder and the gradebook, in one
     transaction: whoever arrived while the previous batch was being stored (one commit, with
     its disk syncs, per batch rather than per student). Contained: if anything fails, each
     result is recorded again on its own, and the one that fails is ``failed`` (written as such
-    where possible), never the run or anyone else."""
+    where possible), never the run or anyone else. ``previous`` holds the hash of the submission
+    each stored result was computed from before this batch (read here when not given)."""
     from mlmcourse.grading.outputs import gradebook
 
+    if previous is None:
+        previous = {r.student_id: run.store.stored_submission(r.student_id) for r in batch}
     try:
         for result in batch:
             submitted_at = run.times.get(result.student_id)
@@ -274,7 +278,9 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
                 run.store.save(result)
             gradebook.write_autograded(run.settings.course, run.settings.assignment,
                                        run.notebook, result, submitted_at)
-            gradebook.record(gb, run.layout, run.notebook, result, submitted_at)
+            gradebook.record(gb, run.layout, run.notebook, result, submitted_at,
+                             resubmitted=previous[result.student_id] not in
+                             (None, result.submission_sha))
         gradebook.commit(gb)
         for result in batch:
             result.autograded = None  # written: the report needs only the scores
@@ -282,7 +288,8 @@ def record(run: Run, gb: object, batch: list[Result]) -> list[Result]:
     except Exception as exc:  # noqa: BLE001 - one submission never stops the class
         gradebook.rollback(gb)
         if len(batch) > 1:
-            return [alone for result in batch for alone in record(run, gb, [result])]
+            return [alone for result in batch
+                    for alone in record(run, gb, [result], previous)]
         result = batch[0]
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "
@@ -304,17 +311,20 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
     assignment, notebook = run.settings.assignment, run.notebook
     penalty = gradebook.late_penalty_function(run.settings.course)
     given = gradebook.hand_given(gb, assignment, notebook)
+    numbers = feedback.question_numbers(run.source.cells)
     penalties = {}
     for student_id, result in sorted(results.items()):
         hand = given.get(student_id, gradebook.HandGiven())
-        result = with_manual_scores(result, hand.scores, hand.comments)
+        result = with_manual_scores(result, hand.scores, hand.comments, hand.review)
         submitted_at = run.times.get(student_id)
         result.submitted_at = submitted_at.isoformat(timespec="seconds") if submitted_at else ""
         result.seconds_late = hand.seconds_late
         result.late_penalty = penalty(student_id, result.score, result.seconds_late)
         penalties[student_id] = result.late_penalty
         try:
-            feedback.write(run.out, run.settings.assignment, result)
+            feedback.write(run.out, run.settings.assignment, result, numbers)
+            feedback.write_for_nbgrader(run.settings.course, assignment, notebook, result,
+                                        submitted_at, numbers)
         except Exception as exc:  # noqa: BLE001 - contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
@@ -330,12 +340,15 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
 
 
 def with_manual_scores(result: Result, manual: dict[str, float],
-                       comments: dict[str, str] | None = None) -> Result:
+                       comments: dict[str, str] | None = None,
+                       review: set[str] | None = None) -> Result:
     """The result with what the instructor gave in formgrader: a score by hand replaces the
     cell's points (a written answer's, or an override of a test's, as in nbgrader), and every
     comment goes with its cell (comments on cells that are not graded, such as code to write,
-    go to ``comments``). ``graded`` once every written answer has points. The stored result keeps
-    only what the grader computed."""
+    go to ``comments``). ``graded`` once every written answer has points and no cell is under
+    ``review`` (scored by hand before the student handed in again: the cell keeps its automatic
+    points, a written answer none, until the instructor grades it again). The stored result
+    keeps only what the grader computed."""
 
     comments = dict(comments or {})
     if result.status in (Status.FAILED, Status.NOT_SUBMITTED):
@@ -347,13 +360,20 @@ def with_manual_scores(result: Result, manual: dict[str, float],
             cell.points, cell.by_hand = manual[grade_id], True
             if cell.kind == "written":
                 cell.message = "graded by hand"
+        elif grade_id in (review or ()) and cell.kind == "written":
+            cell.message = AWAITING
     pending = any(c.kind == "written" and c.points is None for c in cells.values())
     status, reason = result.status, result.reason
     if status == Status.NEEDS_MANUAL and not pending:
         status, reason = Status.GRADED, ""
+    if status in (Status.GRADED, Status.NEEDS_MANUAL) and review and review & set(cells):
+        status, reason = Status.NEEDS_MANUAL, AWAITING
     updated = replace(result, cells=cells, status=status, reason=reason, comments=comments)
     updated.score = updated.total()
     return updated
+
+
+AWAITING = "handed in again after it was graded by hand: waiting for the instructor to grade it"
 
 
 def grade_class(settings: Settings, progress: Callable[[int, int], object] | None = None,
@@ -405,3 +425,4 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 pool.close()
     finally:
         finish(run)
+        ownership.hand_over_run(settings.course, run.out)

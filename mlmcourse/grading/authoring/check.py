@@ -5,6 +5,7 @@ not stop it); every test cell then counts as passed when it raised nothing. What
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,23 @@ class CellResult:
 
 
 def execute(nb: NotebookNode, cwd: Path, timeout: float = 300) -> NotebookNode:
-    """Run ``nb`` in a fresh kernel started in ``cwd``, letting every cell run after errors."""
-    client = NotebookClient(
-        nb,
-        timeout=int(timeout),
-        allow_errors=True,
-        kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute()
+    """Run ``nb`` in a fresh kernel started in ``cwd``, letting every cell run after errors.
+
+    The kernel talks to this process over Unix sockets in a private temporary folder, not over
+    TCP (which any local user could connect to, and which the kernel warns about)."""
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="mlmcourse-check-") as sockets:
+        kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+        manager = KernelManager(kernel_name=kernel, transport="ipc",
+                                ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(nb, km=manager, timeout=int(timeout), allow_errors=True,
+                                kernel_name=kernel, resources={"metadata": {"path": str(cwd)}})
+        try:
+            client.execute()
+        finally:
+            if manager.has_kernel:
+                manager.shutdown_kernel(now=False)
     return nb
 
 

@@ -23,8 +23,6 @@ def release(assignment: str, course: Path) -> dict:
     put_scripts_on_path()
     config = PyFileConfigLoader(CONFIG_NAME, path=str(course)).load_config()
     config.CourseDirectory.root = str(course)
-    # nbgrader checks the exchange (used by JupyterHub fetch/submit) exists when it starts
-    Path(config.Exchange.root).mkdir(parents=True, exist_ok=True)
     api = NbGraderAPI(config=config)
     api.log.setLevel(logging.ERROR)
     result = api.generate_assignment(assignment, force=True)

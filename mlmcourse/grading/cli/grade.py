@@ -9,22 +9,29 @@ The sandbox needs root (namespaces, cgroups, a uid per submission). --no-sandbox
 any isolation: only for code you trust (e.g. your own test submissions).
 
 --show-policy prints what every sandbox of this host gets (mounts, devices, environment,
-namespaces, limits, cgroup version and folders) without grading.
+namespaces, system calls, limits, cgroup version and folders) without grading.
+
+With --roster CSV (columns lms_id and student_id), the students of an LMS zip are graded under
+the ids of the course's gradebook; a submission whose LMS id is not on it is failed.
 
 Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
-sandbox cannot be set up, 3 the source solution does not get full marks.
+sandbox cannot be set up (nothing is written), 3 the source solution does not get full marks,
+130 interrupted (Ctrl-C: the results stored so far are reused by the next run).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
-from mlmcourse.grading.course import CONFIG_NAME, find_course
+from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
+from mlmcourse.grading.inputs.lms import RosterError, read_roster
 from mlmcourse.grading.model import Status
 from mlmcourse.grading.pipeline import GradingRefused, SolutionFails, grade_class
+from mlmcourse.grading.sandbox.policy import UID_BLOCK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--course", type=Path, default=None, metavar="DIR",
                         help="the nbgrader course folder (default: the nearest folder upward "
                         f"holding {CONFIG_NAME}, else ./autograder)")
+    parser.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                        help="map the LMS ids of a zip to student ids (CSV with the columns "
+                        "lms_id and student_id)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade WITHOUT isolation: student code can read and change "
                         "everything you can; only for trusted submissions")
@@ -66,10 +76,41 @@ def show_policy(timeout: float) -> int:
     return 0
 
 
+def usage_errors(args: argparse.Namespace) -> list[str]:
+    """Everything wrong with the command line, each naming its option (checked before anything
+    is written)."""
+    errors = []
+    course = find_course(args.course)
+    if not (course / CONFIG_NAME).is_file() and not (course / "source").is_dir():
+        errors.append(f"--course {course} is not a course folder (neither {CONFIG_NAME} nor "
+                      "source/ in it)" if args.course else f"no course folder here (no "
+                      f"{CONFIG_NAME} in this folder or above it, nor {course}): pass --course")
+    elif not source_path(course, args.assignment).is_file():
+        errors.append(f"no assignment {args.assignment!r}: "
+                      f"{source_path(course, args.assignment)} does not exist; the assignments "
+                      f"of {course} are: {', '.join(assignments(course)) or '(none)'}")
+    if not args.submissions.exists():
+        errors.append(f"submissions not found: {args.submissions}")
+    if not 1 <= args.jobs <= UID_BLOCK:
+        errors.append(f"--jobs must be between 1 and {UID_BLOCK}, not {args.jobs}")
+    if not args.timeout > 0:
+        errors.append(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if args.out.exists() and not args.out.is_dir():
+        errors.append(f"--out {args.out} is a file, not a folder")
+    return errors
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``None`` if it exists)."""
+    path = path.resolve()
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
+
+
 def run(args: argparse.Namespace) -> int:
     """Grade the class; returns the exit code."""
-    from tqdm import tqdm
-
     if args.show_policy:
         return show_policy(args.timeout)
     missing = [name for name, value in (("ASSIGNMENT", args.assignment),
@@ -79,13 +120,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlmcourse grade: error: {', '.join(missing)} required (or --show-policy)",
               file=sys.stderr)
         return 2
-
+    errors = usage_errors(args)
+    roster = None
+    if args.roster is not None:
+        try:
+            roster = read_roster(args.roster)
+        except RosterError as exc:
+            errors.append(f"--roster: {exc}")
+    for error in errors:
+        print(f"mlmcourse grade: error: {error}", file=sys.stderr)
+    if errors:
+        return 2
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
-                        args.jobs, args.timeout, sandbox=not args.no_sandbox)
+                        args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)
-    bar = tqdm(unit="student", desc=f"grading {args.assignment}", file=sys.stderr)
+    try:
+        return _grade(settings, _first_missing(args.out))
+    except KeyboardInterrupt:
+        print(f"\nmlmcourse grade: interrupted; the results stored so far are kept in "
+              f"{args.out.resolve() / 'results'}: run the same command again to go on",
+              file=sys.stderr)
+        return 130
+
+
+def _grade(settings: Settings, created: Path | None) -> int:
+    """Grade with a progress bar; ``created`` is the output folder made for this run (removed
+    when the run is refused)."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="student", desc=f"grading {settings.assignment}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -95,18 +160,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = grade_class(settings, progress, say=bar.write)
     except GradingRefused as exc:
-        bar.close()
+        if created is not None:  # nothing was graded: leave no output folder behind
+            shutil.rmtree(created, ignore_errors=True)
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 2
     except SolutionFails as exc:
-        bar.close()
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 3
-    bar.close()
+    finally:
+        bar.close()
     failed = [r for r in rows if r.status == Status.FAILED]
     graded = sum(r.status != Status.NOT_SUBMITTED for r in rows)
-    out = args.out.resolve()
-    print(f"graded {graded} submissions of {args.assignment}: {len(failed)} failed; "
+    out = settings.out.resolve()
+    print(f"graded {graded} submissions of {settings.assignment}: {len(failed)} failed; "
           f"see {out / 'grades.csv'} and {out / 'report.html'}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -6,7 +6,9 @@ Layouts understood:
 - nbgrader's ``submitted/<student>/<assignment>/...`` (SUBMISSIONS may be ``submitted`` itself or
   the folder holding it);
 - a flat folder or an LMS zip of ``<student>_<anything>.ipynb`` files, or a zip of
-  per-student folders.
+  per-student folders, as Canvas, Moodle and Blackboard export them
+  (:mod:`~mlmcourse.grading.inputs.lms` reads whose each is, makes its id safe and maps it
+  through the roster).
 The notebook must be named ``<assignment>.ipynb`` inside a student folder; a single differently
 named notebook is reported as misnamed. In nbgrader's tree (a folder named ``submitted``), a
 student folder without this assignment's folder is not a submission of it; elsewhere each
@@ -43,6 +45,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlmcourse.grading.inputs import lms
+from mlmcourse.grading.inputs.lms import SAFE_ID
+
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 MAX_SUBMISSION_ENTRIES = 1000
 """Files and folders one submission may hold (each one is listed, opened and copied)."""
@@ -53,10 +58,6 @@ MAX_TIMESTAMP_BYTES = 200
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 """Years a submission time may have (nothing later computes with a time near the ends of
 ``datetime``'s range)."""
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
-"""A student id names folders and spreadsheet rows: it starts with a letter or digit (never
-``=``, ``+``, ``-`` or ``@``, which spreadsheets read as a formula). It must match whole
-(``fullmatch``: no trailing newline that a ``$`` would let through)."""
 SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__"}
 TIMESTAMP_NAME = "timestamp.txt"
 _CHUNK = 1 << 20
@@ -67,7 +68,6 @@ _TIMESTAMP = re.compile(
     r"(?: ?(?:(UTC|GMT|Z)|([+-])(\d{2}):?(\d{2})))?", re.ASCII)
 """What nbgrader writes: ``nbgrader submit`` ``%Y-%m-%d %H:%M:%S.%f %Z`` (its default time zone
 is UTC), ``nbgrader zip_collect`` an ISO time (``isoformat(' ')``, with or without an offset)."""
-
 
 class UsageError(Exception):
     """The submissions argument cannot be used (exit code 2)."""
@@ -87,6 +87,7 @@ class Submission:
     problem: str | None = None
     sha256: str = ""
     submitted_at: dt.datetime | None = None  # naive UTC, as nbgrader's gradebook stores it
+    lms_id: str = ""  # what the folder or file name calls the student (see lms.Entry)
     flat: bool = False  # one notebook among everyone's in one folder (no timestamp.txt of its own)
     notebook_time: dt.datetime | None = None  # the notebook's modification time (naive UTC)
     timestamp: bytes | None = None  # its ``timestamp.txt``, as read at discovery
@@ -297,17 +298,32 @@ def from_student_folder(student_id: str, top: Path, relative: tuple[str, ...], a
                       timestamp=copy.timestamp)
 
 
-def _flat(top: Path, notebooks: list[Path], assignment: str,
-          snapshot: Snapshot) -> list[Submission]:
-    """One notebook per student, the id being the file name up to the first ``_``."""
+def _flat(top: Path, notebooks: list[Path], assignment: str, snapshot: Snapshot,
+          others: list[Path]) -> list[Submission]:
+    """One notebook per student, whose it is read from its name (:func:`lms.parse_file`); a
+    student of an LMS export who handed in other files (``others``) but no notebook is a
+    submission too, which cannot be graded."""
     by_student: dict[str, list[Path]] = {}
+    lms_ids: dict[str, str] = {}
     for path in notebooks:
-        by_student.setdefault(path.stem.split("_", 1)[0], []).append(path)
+        entry = lms.parse_file(path.name)
+        by_student.setdefault(entry.student_id, []).append(path)
+        lms_ids[entry.student_id] = entry.lms_id
+    without: dict[str, list[str]] = {}
+    for path in others:
+        entry = lms.parse_file(path.name)
+        if entry.system and entry.notebook and entry.student_id not in by_student:
+            without.setdefault(entry.student_id, []).append(shown(entry.file))
+            lms_ids[entry.student_id] = entry.lms_id
     found = []
+    for student_id, names in sorted(without.items()):
+        found.append(_problem_only(student_id, f"no notebook {assignment}.ipynb in the "
+                                               f"submission: {', '.join(names)}"))
     for student_id, paths in sorted(by_student.items()):
         if len(paths) > 1:
-            names = ", ".join(shown(p.name) for p in paths)
-            found.append(_problem_only(student_id, f"several notebooks for this student: {names}"))
+            names_shown = ", ".join(shown(p.name) for p in paths)
+            found.append(_problem_only(student_id,
+                                       f"several notebooks for this student: {names_shown}"))
             continue
         copy = _Copy(snapshot.new_folder())
         relative = paths[0].relative_to(top).parts
@@ -329,6 +345,8 @@ def _flat(top: Path, notebooks: list[Path], assignment: str,
         ((name, (path, _, mtime)),) = copy.files.items()
         found.append(Submission(student_id, Path(path), [(path, name)], None,
                                 _digest(copy.files, None), flat=True, notebook_time=_time(mtime)))
+    for submission in found:
+        submission.lms_id = lms_ids[submission.student_id]
     return found
 
 
@@ -372,9 +390,12 @@ def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, destination: Path) ->
         pass
 
 
-def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submission], list[str]]:
-    """All submissions under ``root`` (a folder or a zip), copied into ``staging/snapshot``;
-    returns (submissions, warnings)."""
+def discover(root: Path, assignment: str, staging: Path, roster: dict[str, str] | None = None,
+             ) -> tuple[list[Submission], list[str]]:
+    """All submissions under ``root`` (a folder or a zip), copied into ``staging/snapshot``,
+    under the student ids ``roster`` maps their LMS ids to (when given); returns (submissions,
+    warnings)."""
+    given = root
     if not root.exists():
         raise UsageError(f"submissions not found: {root}")
     from_zip = root.is_file()
@@ -402,30 +423,44 @@ def discover(root: Path, assignment: str, staging: Path) -> tuple[list[Submissio
     warnings: list[str] = []
     notebooks = [p for p in entries if p.is_file() and p.suffix == ".ipynb"]
     folders = [p for p in entries if p.is_dir()]
-    usable_notebooks, usable_folders = [], []
-    for path in notebooks + folders:
-        student_id = path.stem.split("_", 1)[0] if path in notebooks else path.name
-        if SAFE_ID.fullmatch(student_id):
-            (usable_notebooks if path in notebooks else usable_folders).append(path)
-        else:
-            warnings.append(f"skipped {shown(student_id)}: not a usable student id")
-    found = _flat(top, usable_notebooks, assignment, snapshot)
-    for folder in usable_folders:
+    others = [p for p in entries if p.is_file() and p.suffix != ".ipynb"]
+    found = _flat(top, notebooks, assignment, snapshot, others)
+    for folder in folders:
         nested = _assignment_folder(folder, assignment)
         if nested is None and nbgrader_tree:
             continue  # this student handed in other assignments, not this one
+        entry = lms.parse_folder(folder.name)
+        if not entry.notebook:
+            warnings.append(f"ignored {shown(folder.name)}: the LMS's online text, not a "
+                            "notebook")
+            continue
         relative = (nested or folder).relative_to(top).parts
-        found.append(from_student_folder(folder.name, top, relative, assignment, snapshot))
+        found.append(from_student_folder(entry.student_id, top, relative, assignment, snapshot))
+        found[-1].lms_id = entry.lms_id
     found = _with_failed_entries(found, failed_entries, root, warnings)
     for submission in found:
         _set_time(submission, from_zip, trusted_times, warnings)
+    if roster is not None:
+        found = [_on_roster(s, roster) for s in found]
     if not found and not nbgrader_tree:
-        raise UsageError(f"no submissions found in {root}")
+        raise UsageError(f"no submissions found in {given}")
     ids = [s.student_id for s in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise UsageError("several submissions for the same student: " + ", ".join(duplicates))
     return found, warnings
+
+
+def _on_roster(submission: Submission, roster: dict[str, str]) -> Submission:
+    """The submission under the student id the roster gives its LMS id; one whose LMS id is
+    not on the roster keeps its own id and cannot be graded (a failed row, never dropped)."""
+    if submission.lms_id in roster:
+        submission.student_id = roster[submission.lms_id]
+    else:
+        submission.problem = f"the LMS id {shown(submission.lms_id)} is not in the roster"
+        submission.notebook, submission.files = None, []
+        submission.sha256 = _digest({}, submission.problem)
+    return submission
 
 
 def _with_failed_entries(found: list[Submission], failed: list[tuple[Path, str]], root: Path,
@@ -435,9 +470,10 @@ def _with_failed_entries(found: list[Submission], failed: list[tuple[Path, str]]
     found = list(found)
     for destination, reason in failed:
         parts = destination.relative_to(root).parts if destination.is_relative_to(root) else ()
-        student_id = (parts[0] if len(parts) > 1
-                      else Path(parts[0]).stem.split("_", 1)[0] if parts
-                      and parts[0].endswith(".ipynb") else "")
+        entry = (lms.parse_folder(parts[0]) if len(parts) > 1
+                 else lms.parse_file(parts[0]) if parts and parts[0].endswith(".ipynb")
+                 else None)
+        student_id = entry.student_id if entry is not None else ""
         if not SAFE_ID.fullmatch(student_id):
             warnings.append(reason)
             continue

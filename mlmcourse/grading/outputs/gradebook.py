@@ -127,11 +127,13 @@ def layout(gb: Gradebook, assignment: str) -> Layout:
 
 
 def record(gb: Gradebook, ids: Layout, notebook: str, result: Result,
-           submitted_at: dt.datetime | None = None) -> None:
+           submitted_at: dt.datetime | None = None, resubmitted: bool = False) -> None:
     """Write one student's result in the current transaction (see :func:`commit`): student,
     submission (with the time it was handed in, naive UTC, ``None`` when unknown), per-cell
     auto_score. The rows are nbgrader's own (as ``nbgrader autograde`` writes them), written as a
-    few SQL statements."""
+    few SQL statements. A score given by hand stays; when the student has ``resubmitted`` since,
+    its cell needs grading again (``needs_manual_grade``, as ``nbgrader autograde`` flags it),
+    until the instructor saves a score for it in formgrader."""
     db = gb.db
     student_id = result.student_id
     if db.execute(select(Student.id).where(Student.id == student_id)).first() is None:
@@ -160,17 +162,19 @@ def record(gb: Gradebook, ids: Layout, notebook: str, result: Result,
                    .values(timestamp=submitted_at))
     failed = result.status == Status.FAILED
     updates = []
-    for grade_id, name, manual in db.execute(
-            select(Grade.id, BaseCell.name, Grade.manual_score)
+    for grade_id, name, manual, flagged in db.execute(
+            select(Grade.id, BaseCell.name, Grade.manual_score, Grade.needs_manual_grade)
             .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
             .join(BaseCell, Grade.cell_id == BaseCell.id)
             .where(SubmittedNotebook.assignment_id == submission_id,
                    SubmittedNotebook.notebook_id == ids.notebooks[notebook][0])):
         cell = result.cells.get(name)
         auto = cell.points if cell else (0.0 if failed else None)
-        # a score the instructor already gave in formgrader stays final on a re-run
+        # a score the instructor already gave in formgrader stays final on a re-run, unless
+        # the student handed in again: then it waits for the instructor, who clears the flag
+        review = manual is not None and (resubmitted or bool(flagged))
         updates.append({"grade": grade_id, "auto": auto,
-                        "manual": failed or (auto is None and manual is None)})
+                        "manual": failed or (auto is None and manual is None) or review})
     if updates:
         grades = Grade.__table__
         db.execute(update(grades).where(grades.c.id == bindparam("grade")).values(
@@ -196,6 +200,7 @@ class HandGiven:
     scores: dict[str, float] = field(default_factory=dict)
     comments: dict[str, str] = field(default_factory=dict)
     seconds_late: float = 0.0
+    review: set[str] = field(default_factory=set)  # scored by hand, then handed in again
 
 
 def _submitted(gb: Gradebook, assignment: str, notebook: str, *columns: Any) -> Any:
@@ -220,12 +225,16 @@ def hand_given(gb: Gradebook, assignment: str, notebook: str) -> dict[str, HandG
             late = max(0.0, (timestamp - (due + extension if extension else due))
                        .total_seconds())
         given[student] = HandGiven(seconds_late=late)
-    for student, name, score in (_submitted(gb, assignment, notebook, BaseCell.name,
-                                            Grade.manual_score)
-                                 .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
-                                 .join(BaseCell, Grade.cell_id == BaseCell.id)
-                                 .filter(Grade.manual_score.isnot(None))):
-        given[student].scores[name] = float(score)
+    for student, name, score, flagged in (
+            _submitted(gb, assignment, notebook, BaseCell.name, Grade.manual_score,
+                       Grade.needs_manual_grade)
+            .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
+            .join(BaseCell, Grade.cell_id == BaseCell.id)
+            .filter(Grade.manual_score.isnot(None))):
+        if flagged:
+            given[student].review.add(name)
+        else:
+            given[student].scores[name] = float(score)
     for student, name, text in (_submitted(gb, assignment, notebook, BaseCell.name,
                                            Comment.manual_comment)
                                 .join(Comment, Comment.notebook_id == SubmittedNotebook.id)

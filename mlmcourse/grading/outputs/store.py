@@ -40,6 +40,15 @@ class ResultStore:
             pass
         return None
 
+    def stored_submission(self, student_id: str) -> str | None:
+        """The hash of the submission the stored result was computed from (``None`` without a
+        readable one): a different one now means the student handed in again."""
+        try:
+            sha = json.loads(self.path(student_id).read_text(encoding="utf-8"))["submission_sha"]
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            return None
+        return sha if isinstance(sha, str) else None
+
     def save(self, result: Result) -> None:
         """Write atomically (temporary file, then rename)."""
         data = {**result.to_json(), "format": RESULT_FORMAT}
