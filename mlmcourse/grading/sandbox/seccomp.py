@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from errno import ENOSYS
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from mlmcourse.grading.sandbox.policy import SYSCALL_NUMBERS, RefusedCalls
 
-if TYPE_CHECKING:
+MISSING = ""
+"""Why the library cannot be used, when it cannot."""
+try:  # here, in the worker: the zygote it forks, and each sandbox, find the library loaded
     import pyseccomp
+except (ImportError, RuntimeError) as exc:  # RuntimeError: pyseccomp without libseccomp
+    pyseccomp = None
+    MISSING = str(exc)
 
 
 class FilterError(Exception):
@@ -125,12 +129,9 @@ def unnamed_numbers() -> list[int]:
 
 
 def _library() -> ModuleType:
-    """``pyseccomp``, imported when first needed: without libseccomp, sandboxes are refused
-    with this reason, while the rest of the grader (``--no-sandbox``) still imports."""
-    try:
-        import pyseccomp
-    except (ImportError, RuntimeError) as exc:
-        raise FilterError(f"libseccomp is not available ({exc}): install libseccomp2 "
-                          "(Debian, Ubuntu) or libseccomp (Fedora) and pyseccomp") from None
+    """``pyseccomp``; without libseccomp, sandboxes are refused with this reason, while the
+    rest of the grader (``--no-sandbox``) still imports."""
+    if pyseccomp is None:
+        raise FilterError(f"libseccomp is not available ({MISSING}): install libseccomp2 "
+                          "(Debian, Ubuntu) or libseccomp (Fedora) and pyseccomp")
     return pyseccomp
-
