@@ -184,6 +184,6 @@ def one_hot(index: int | torch.Tensor, vocab_size: int) -> torch.Tensor:
         raise ValueError(
             f"index {int(bad)} is outside [0, vocab_size={vocab_size}); "
             "a one-hot target needs a token id of the vocabulary (labels of -100 are not "
-            "targets: select the masked positions first)."
+            "targets: keep the selected positions first)."
         )
     return torch.nn.functional.one_hot(idx.long(), vocab_size).to(torch.get_default_dtype())

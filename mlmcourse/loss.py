@@ -20,7 +20,7 @@ Reduction = Literal["sum", "mean", "none"]
 _REDUCTIONS = ("sum", "mean", "none")
 
 
-class NoMaskedPositionsError(ValueError):
+class NoSelectedPositionsError(ValueError):
     """Raised when no label differs from the ignore index, so ``A(x)`` is empty."""
 
 
@@ -33,7 +33,7 @@ def _check_targets(target: torch.Tensor, vocab_size: int, what: str) -> None:
     if bad.any():
         value = int(target[bad].flatten()[0])
         hint = (
-            " -100 is the ignore label: keep only masked positions, e.g. probs[labels != -100]."
+            " -100 is the ignore label: keep only selected positions, e.g. probs[labels != -100]."
             if value == IGNORE_INDEX
             else ""
         )
@@ -97,7 +97,7 @@ def mlm_loss(
     if reduction not in _REDUCTIONS:
         raise ValueError(
             f"unknown reduction {reduction!r}; use 'sum' (the textbook objective), 'mean' "
-            "(sum divided by the number of masked positions) or 'none' (per position)."
+            "(sum divided by the number of selected positions) or 'none' (per position)."
         )
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise TypeError("logits must be a floating-point tensor of shape (B, T, V) or (N, V).")
@@ -122,8 +122,8 @@ def mlm_loss(
             f"ignore_index={ignore_index}; a label is the true token's id or {ignore_index}."
         )
     if reduction != "none" and not in_loss.any():
-        raise NoMaskedPositionsError(
-            f"every label is {ignore_index}, so nothing was masked and the loss has no term; "
+        raise NoSelectedPositionsError(
+            f"every label is {ignore_index}, so no position was selected and the loss has no term; "
             "check the masking step (mlm_probability, special_ids, sequence lengths)."
         )
     log_probs = torch.log_softmax(logits, dim=-1)

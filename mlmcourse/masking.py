@@ -34,7 +34,7 @@ class Fate(IntEnum):
     """In ``A(x)``, kept as it was (it still enters the loss)."""
 
 
-def masked_positions(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def selected_positions(labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Return the boolean mask of ``A(x)``: ``True`` where the label is not ``ignore_index``."""
     return labels != ignore_index
 

@@ -95,7 +95,9 @@ def _true_id(true_index: Any, size: int) -> int:
     return index
 
 
-def _neg_log_text(p: float) -> str:
+def _neg_log_text(p: float, show_loss: bool = True) -> str:
+    if not show_loss:
+        return f"p = {p:.3f}"
     neg_log = -math.log(p) if p > 0 else math.inf
     # round, then add 0.0: a p that rounding put just above 1 must not print "-0.000"
     return f"p = {p:.3f}\n-log p = {round(neg_log, 3) + 0.0:.3f}"
@@ -120,11 +122,13 @@ def plot_distribution(
     top: int | None = None,
     ax: Axes | None = None,
     title: str | None = None,
+    show_loss: bool = True,
 ) -> Figure:
     """Bar chart of Pr_i^{W,θ}(· | x̄), one bar per vocabulary word.
 
     The true token ``x_i`` (``true_index``) is drawn in :data:`TRUE_COLOUR` and annotated with
-    its probability and its loss ``-log p``. ``top`` keeps only the ``top`` most probable words
+    its probability and, if ``show_loss``, its loss ``-log p`` (lessons before the loss is
+    taught pass ``show_loss=False``). ``top`` keeps only the ``top`` most probable words
     (the true token is always kept). The entries are drawn as given, even if they are not a
     valid distribution, so that invalid candidates can be shown too.
     """
@@ -151,7 +155,7 @@ def plot_distribution(
         edge = {0: ("left", -0.4), len(ids) - 1: ("right", 0.4)}
         ha, shift = edge.get(k, ("center", 0.0)) if len(ids) > 1 else ("center", 0.0)
         ax.annotate(
-            _neg_log_text(float(p[true_index])),
+            _neg_log_text(float(p[true_index]), show_loss),
             xy=(k + shift, max(p[true_index], 0.0)),
             xytext=(0, 6),
             textcoords="offset points",

@@ -123,7 +123,7 @@ def train(
             corrupted, labels = _mask(batch, vocab, generator)
             while not (labels != IGNORE_INDEX).any():  # A(x) empty: draw new masks
                 corrupted, labels = _mask(batch, vocab, generator)
-            loss = _masked_loss(model, corrupted.to(device), mask.to(device), labels.to(device))
+            loss = _selected_loss(model, corrupted.to(device), mask.to(device), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -207,13 +207,13 @@ def evaluate(
         model.train(was_training)
     if n == 0:
         raise ValueError(
-            "no position was masked in these sentences, so there is nothing to evaluate; "
+            "no position was selected in these sentences, so there is nothing to evaluate; "
             "pass more (or longer) sentences."
         )
     return {"loss": total_loss / n, "accuracy": correct / n, "n": n}
 
 
-def _masked_loss(
+def _selected_loss(
     model: TinyMLM, corrupted: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
     """``mlm_loss(model(x̄), labels, "mean")``, applying W only at the selected positions A(x).
@@ -265,8 +265,8 @@ def _encode(sentences: Sequence[str], vocab: Vocabulary) -> tuple[torch.Tensor, 
     if not has_word.all():
         bad = sentences[int((~has_word).nonzero()[0])]
         raise ValueError(
-            f"{int((~has_word).sum())} sentence(s) have no vocabulary word that could be masked, "
-            f"e.g. {bad!r}; remove them (special tokens and unknown words are never masked)."
+            f"{int((~has_word).sum())} sentence(s) have no vocabulary word that could be selected, "
+            f"e.g. {bad!r}; remove them (special tokens and unknown words are never selected)."
         )
     return input_ids, attention_mask
 

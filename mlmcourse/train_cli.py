@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, test, vocab, seed=args.seed)
     save_checkpoint(model.cpu(), vocab, args.out)
     print(
-        f"trained {args.steps} steps in {history.seconds:.1f} s; held-out masked tokens "
+        f"trained {args.steps} steps in {history.seconds:.1f} s; held-out selected positions "
         f"(n={result['n']}): loss {result['loss']:.3f} nats (uniform: log V = "
         f"{math.log(len(vocab)):.3f}), accuracy {result['accuracy']:.1%}"
     )

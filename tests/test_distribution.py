@@ -221,7 +221,7 @@ def test_one_hot_matches_torch() -> None:
 def test_one_hot_errors() -> None:
     with pytest.raises(ValueError, match=r"index 5 is outside \[0, vocab_size=5\)"):
         one_hot(5, 5)
-    with pytest.raises(ValueError, match="index -100 is outside.*select the masked positions"):
+    with pytest.raises(ValueError, match="index -100 is outside.*keep the selected positions"):
         one_hot(torch.tensor([1, -100]), 5)
     with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
         one_hot(0, 0)

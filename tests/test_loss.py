@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mlmcourse.distribution import one_hot
 from mlmcourse.loss import (
-    NoMaskedPositionsError,
+    NoSelectedPositionsError,
     log_likelihood,
     mlm_loss,
     token_cross_entropy,
@@ -28,7 +28,7 @@ def _logits_and_labels(batch: int = 3, length: int = 7, seed: int = 0, scale: fl
     logits = torch.randn(batch, length, V, generator=g, dtype=torch.float64) * scale
     labels = torch.randint(0, V, (batch, length), generator=g)
     labels[torch.rand(batch, length, generator=g) < 0.6] = IGNORE_INDEX
-    labels[0, 0] = 4  # at least one masked position
+    labels[0, 0] = 4  # at least one selected position
     return logits, labels
 
 
@@ -131,7 +131,7 @@ def test_flat_shapes_and_custom_ignore_index() -> None:
     )
 
 
-def test_unmasked_positions_never_enter_the_loss() -> None:
+def test_unselected_positions_never_enter_the_loss() -> None:
     logits, labels = _logits_and_labels(seed=3)
     changed = logits.clone()
     changed[labels == IGNORE_INDEX] = torch.randn_like(changed[labels == IGNORE_INDEX]) * 50
@@ -225,12 +225,12 @@ def test_wrong_dtypes() -> None:
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_nothing_masked(reduction) -> None:
+def test_nothing_selected(reduction) -> None:
     logits = torch.zeros(2, 3, V)
     labels = torch.full((2, 3), IGNORE_INDEX)
     with pytest.raises(
-        NoMaskedPositionsError, match="every label is -100, so nothing was masked.*masking step"
+        NoSelectedPositionsError, match="every label is -100, so no position was selected.*masking"
     ):
         mlm_loss(logits, labels, reduction)
-    assert issubclass(NoMaskedPositionsError, ValueError)
+    assert issubclass(NoSelectedPositionsError, ValueError)
     assert torch.equal(mlm_loss(logits, labels, "none"), torch.zeros(2, 3))

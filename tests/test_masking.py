@@ -16,7 +16,7 @@ from mlmcourse.masking import (
     Fate,
     mask_tokens,
     mask_tokens_with_fates,
-    masked_positions,
+    selected_positions,
 )
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -56,7 +56,7 @@ def test_outputs_are_consistent_with_the_fates() -> None:
     assert corrupted.shape == labels.shape == fates.shape == ids.shape
     assert labels.dtype == fates.dtype == torch.long
     selected = fates != Fate.NOT_SELECTED
-    assert torch.equal(masked_positions(labels), selected)
+    assert torch.equal(selected_positions(labels), selected)
     assert torch.equal(labels[selected], ids[selected])
     assert (labels[~selected] == IGNORE_INDEX).all()
     assert torch.equal(corrupted[~selected], ids[~selected])

@@ -59,6 +59,12 @@ def test_distribution_bars_and_highlight() -> None:
     assert "'cat'" in ax.get_title()
 
 
+def test_distribution_without_the_loss_shows_the_probability_only() -> None:
+    """Lessons 1 and 3 come before the loss is taught: their charts print p, not -log p."""
+    fig = plot_distribution(PROBS, TOKENS, true_index=2, show_loss=False)
+    assert _texts(fig) == f"p = {float(PROBS[2]):.3f}"
+
+
 def test_distribution_top_keeps_the_true_token() -> None:
     fig = plot_distribution(PROBS, TOKENS, true_index=0, top=2, title="three bars")
     ax = fig.axes[0]

@@ -175,14 +175,14 @@ def test_train_command_rejects_bad_options(tmp_path, capsys: pytest.CaptureFixtu
 
 
 def test_sentences_without_a_maskable_word_are_rejected(vocab: Vocabulary) -> None:
-    with pytest.raises(ValueError, match="no vocabulary word that could be masked, e.g. 'zebra'"):
+    with pytest.raises(ValueError, match="no vocabulary word that could be selected, e.g. 'zebra'"):
         train(_small_model(vocab), ["the cat sat", "zebra"], vocab, steps=1, progress=False)
 
 
 def test_training_loss_equals_mlm_loss_over_all_positions_in_value_and_gradient(
     vocab: Vocabulary,
 ) -> None:
-    from mlmcourse.train import _masked_loss
+    from mlmcourse.train import _selected_loss
 
     model = _small_model(vocab).eval()  # no dropout: both losses see the same network
     input_ids, attention_mask = vocab.encode_batch(SENTENCES[:16])
@@ -191,7 +191,7 @@ def test_training_loss_equals_mlm_loss_over_all_positions_in_value_and_gradient(
         input_ids, mask_id=vocab.mask_id, vocab_size=len(vocab),
         special_ids=vocab.special_ids, generator=generator,
     )
-    shortcut = _masked_loss(model, corrupted, attention_mask, labels)
+    shortcut = _selected_loss(model, corrupted, attention_mask, labels)
     shortcut_grads = torch.autograd.grad(shortcut, list(model.parameters()), allow_unused=True)
     full = F.cross_entropy(
         model(corrupted, attention_mask).flatten(0, 1), labels.flatten(), ignore_index=-100
