@@ -26,7 +26,7 @@ COMMITTED = [p for p in LESSONS + EXERCISE_SOURCES if ".ipynb_checkpoints" not i
 def test_every_lesson_in_the_toc_is_a_notebook() -> None:
     on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in LESSONS}
     assert set(_toc_lessons()) == on_disk, "the Lessons part of _toc.yml and notebooks/ disagree"
-    assert len(LESSONS) == 8
+    assert len(LESSONS) == 9
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.relative_to(ROOT).as_posix())
