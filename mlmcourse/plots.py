@@ -394,8 +394,8 @@ def plot_distribution_snapshots(
 
 
 PIPELINE_STAGES: tuple[tuple[str, str, str], ...] = (
-    ("x", r"$x$", "tokens\nx_0 … x_m"),
-    ("x_bar", r"$\bar{x}$", "corrupted:\nA(x) selected"),
+    ("x", r"$x$", "tokens\n$x_0 \ldots x_m$"),
+    ("x_bar", r"$\bar{x}$", "corrupted at\nthe positions $A(x)$"),
     ("theta", r"$\theta$", "encoder"),
     ("h", r"$h_i$", "one vector\nper position"),
     ("W", r"$W$", "output layer:\nlogits $z_i$"),
