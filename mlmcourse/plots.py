@@ -1,5 +1,6 @@
 """Figures of the course: the predicted distribution, the curve of -log p, the masking step,
-the loss curve of training, and one distribution sharpening during training.
+the loss curve of training, one distribution sharpening during training, and the pipeline
+x -> x̄ -> θ -> h_i -> W -> softmax -> Loss that every lesson sits in.
 
 Every function returns a ``matplotlib.figure.Figure``. Without ``ax`` it makes its own figure and
 closes it in pyplot straight away, so no figure is left open and a notebook shows the returned
@@ -393,4 +394,50 @@ def plot_distribution_snapshots(
         PROBS_TITLE + f" during training (true token {token_name(tokens, true_index)!r} coloured)",
         fontsize=TITLE_SIZE,
     )
+    return fig
+
+
+PIPELINE_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("x", r"$x$", "tokens\n$x_0 \ldots x_m$"),
+    ("x_bar", r"$\bar{x}$", "corrupted at\nthe positions $A(x)$"),
+    ("theta", r"$\theta$", "encoder"),
+    ("h", r"$h_i$", "one vector\nper position"),
+    ("W", r"$W$", "output layer:\nlogits $z_i$"),
+    ("softmax", "softmax", r"$\Pr_i^{W,\theta}(\cdot \mid \bar{x})$"),
+    ("loss", "Loss", r"$-\sum_{i \in A(x)} \log \Pr_i$"),
+)
+"""The stages of the course's pipeline, in order: (name for ``highlight``, box text, caption)."""
+
+
+def plot_pipeline(highlight: Sequence[str] = (), ax: Axes | None = None) -> Figure:
+    """The whole pipeline in one row: x -> x̄ -> θ -> h_i -> W -> softmax -> Loss.
+
+    Each stage of :data:`PIPELINE_STAGES` is a box with its symbol, an arrow to the next, and a
+    caption below. ``highlight`` names the stages a lesson is about (e.g. ``["x_bar"]`` in
+    lesson 2, ``["softmax"]`` in lesson 3); they are filled with the colour of the true token.
+    """
+    names = [name for name, _, _ in PIPELINE_STAGES]
+    if isinstance(highlight, str):
+        highlight = [highlight]
+    unknown = [h for h in highlight if h not in names]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; highlight some of {names}.")
+    fig, ax = _axes(ax, (9.0, 2.0))
+    width, gap, height = 1.0, 0.45, 0.8
+    for k, (name, symbol, caption) in enumerate(PIPELINE_STAGES):
+        left = k * (width + gap)
+        colour = TRUE_COLOUR if name in highlight else BAR_COLOUR
+        ax.add_patch(Rectangle((left, 0.0), width, height, facecolor=colour, edgecolor="#333333",
+                               linewidth=1.0, gid=f"stage-{name}"))
+        ax.text(left + width / 2, height / 2, symbol, ha="center", va="center",
+                fontsize=LABEL_SIZE + 1)
+        ax.text(left + width / 2, -0.12, caption, ha="center", va="top", fontsize=NOTE_SIZE - 2)
+        if k + 1 < len(PIPELINE_STAGES):
+            ax.annotate("", xy=(left + width + gap - 0.04, height / 2),
+                        xytext=(left + width + 0.04, height / 2),
+                        arrowprops=dict(arrowstyle="->", color="#333333", lw=1.2))
+    ax.set_xlim(-0.1, len(PIPELINE_STAGES) * (width + gap) - gap + 0.1)
+    ax.set_ylim(-0.75, height + 0.1)
+    ax.set_aspect("equal")
+    ax.axis("off")
     return fig

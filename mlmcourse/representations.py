@@ -5,8 +5,9 @@ the way is a vector ``h_i = Encoder_θ(x)_i`` for every position, which depends 
 sentence: the same word gets different vectors in different contexts. A task classifier ω put
 on top of θ (Xiao & Zhu's notation: the task's distribution is Pr^{ω,θ}(y | x)) reuses them.
 
-- :func:`contextual_vectors`, :func:`occurrences`, :func:`cosine_similarities`,
-  :func:`nearest_neighbours`: read θ's vectors and compare them;
+- :func:`contextual_vectors`, :func:`input_vectors`, :func:`occurrences`,
+  :func:`cosine_similarities`, :func:`nearest_neighbours`: read θ's vectors (and, as the control,
+  the vectors θ starts from, before any attention) and compare them;
 - :class:`SentenceClassifier`, :func:`fit_classifier`, :func:`classifier_accuracy`: a linear ω
   on the mean of θ's vectors, trained with θ frozen (probing) or with θ (fine-tuning).
 """
@@ -56,6 +57,29 @@ def contextual_vectors(
     finally:
         encoder.train(was_training)
     return hidden
+
+
+@torch.no_grad()
+def input_vectors(
+    encoder: Encoder, text_or_ids: str | Sequence[int] | torch.Tensor,
+    vocab: Vocabulary | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The vectors θ starts from, before any attention: ``LayerNorm(E_{x_i} + P_i)``, (T, d_model).
+
+    ``E_{x_i}`` is the token's row of the embedding table and ``P_i`` the position's; the
+    position embedding is added once, here, at the input. Two occurrences of a word at the same
+    position therefore get the same input vector, whatever their sentences: the control for
+    :func:`contextual_vectors`. Arguments as there.
+    """
+    ids = _ids(text_or_ids, vocab)
+    if len(ids) > encoder.max_len:
+        raise ValueError(
+            f"the sequence has {len(ids)} tokens but the encoder takes at most "
+            f"max_len={encoder.max_len}; shorten the text."
+        )
+    positions = torch.arange(len(ids))
+    summed = encoder.token_embedding(ids) + encoder.position_embedding(positions)
+    return encoder.embedding_norm(summed)
 
 
 def occurrences(sentences: Sequence[str], word: str, vocab: Vocabulary) -> list[tuple[int, int]]:

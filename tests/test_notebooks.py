@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
 def _toc_lessons() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     lessons = next(p for p in toc["parts"] if p["caption"] == "Lessons")
@@ -19,14 +24,20 @@ def _toc_lessons() -> list[str]:
 
 
 LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+APPENDIX_PAGES = [NOTEBOOKS / "encoder_in_one_page.ipynb"]  # notebooks of the book's Appendix
 EXERCISE_SOURCES = sorted((ROOT / "autograder" / "source").glob("**/*.ipynb"))
-COMMITTED = [p for p in LESSONS + EXERCISE_SOURCES if ".ipynb_checkpoints" not in p.parts]
+COMMITTED = [
+    p for p in LESSONS + APPENDIX_PAGES + EXERCISE_SOURCES if ".ipynb_checkpoints" not in p.parts
+]
 
 
 def test_every_lesson_in_the_toc_is_a_notebook() -> None:
     on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in LESSONS}
     assert set(_toc_lessons()) == on_disk, "the Lessons part of _toc.yml and notebooks/ disagree"
-    assert len(LESSONS) == 8
+    assert len(LESSONS) == 9
+    toc_files = _toc_files()
+    for page in APPENDIX_PAGES:
+        assert page.relative_to(ROOT).with_suffix("").as_posix() in toc_files, page.name
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -61,7 +72,7 @@ def _run_in_jupyterlab(lesson: Path, request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS + APPENDIX_PAGES, ids=lambda p: p.name)
 def test_lesson_notebook_executes_without_error(path: Path, request: pytest.FixtureRequest) -> None:
     from nbclient import NotebookClient
 
@@ -90,7 +101,7 @@ def test_lesson_notebook_executes_without_error(path: Path, request: pytest.Fixt
 MYST_ONLY = ("{glue", ":::{", "```{", "{doc}`", "{ref}`", "{cite", "{numref}`", "{term}`")
 
 
-@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS + APPENDIX_PAGES, ids=lambda p: p.name)
 def test_lesson_markdown_reads_the_same_in_jupyterlab(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")

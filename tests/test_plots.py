@@ -18,12 +18,14 @@ from mlmcourse.masking import Fate
 from mlmcourse.plots import (
     BAR_COLOUR,
     FATE_COLOURS,
+    PIPELINE_STAGES,
     TRUE_COLOUR,
     plot_distribution,
     plot_distribution_snapshots,
     plot_loss_curve,
     plot_masking_fates,
     plot_neg_log_curve,
+    plot_pipeline,
 )
 
 TOKENS = ["[PAD]", "the", "cat", "sat", "on", "mat"]
@@ -214,3 +216,43 @@ def test_certain_true_token_is_annotated_with_zero_loss_not_negative_zero() -> N
 
     assert _neg_log_text(1.0000001).endswith("-log p = 0.000")
     assert _neg_log_text(0.5).endswith(f"-log p = {math.log(2):.3f}")
+
+
+def _stage_boxes(fig: Figure) -> dict[str, Rectangle]:
+    ax = fig.axes[0]
+    return {p.get_gid()[len("stage-"):]: p for p in ax.patches
+            if isinstance(p, Rectangle) and (p.get_gid() or "").startswith("stage-")}
+
+
+def test_pipeline_draws_every_stage_in_order_with_arrows() -> None:
+    fig = plot_pipeline()
+    boxes = _stage_boxes(fig)
+    assert list(boxes) == [name for name, _, _ in PIPELINE_STAGES]
+    lefts = [box.get_x() for box in boxes.values()]
+    assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)  # one row, left to right
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    for _, symbol, caption in PIPELINE_STAGES:
+        assert symbol in texts and caption in texts
+    arrows = [t for t in fig.axes[0].texts if getattr(t, "arrow_patch", None) is not None]
+    assert len(arrows) == len(PIPELINE_STAGES) - 1
+    assert all(to_hex(b.get_facecolor()) == BAR_COLOUR for b in boxes.values())
+
+
+def test_pipeline_highlights_the_named_stages_only() -> None:
+    fig = plot_pipeline(highlight=["x_bar", "loss"])
+    colours = {name: to_hex(box.get_facecolor()) for name, box in _stage_boxes(fig).items()}
+    assert {n for n, c in colours.items() if c == TRUE_COLOUR} == {"x_bar", "loss"}
+    one = plot_pipeline(highlight="theta")  # one name as a str
+    assert [n for n, b in _stage_boxes(one).items()
+            if to_hex(b.get_facecolor()) == TRUE_COLOUR] == ["theta"]
+
+
+def test_pipeline_on_a_given_axes_and_errors() -> None:
+    fig, ax = plt.subplots()
+    try:
+        assert plot_pipeline(ax=ax) is fig
+        assert len(_stage_boxes(fig)) == len(PIPELINE_STAGES)
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="unknown stage"):
+        plot_pipeline(highlight=["encoder"])

@@ -13,6 +13,7 @@ from mlmcourse.representations import (
     contextual_vectors,
     cosine_similarities,
     fit_classifier,
+    input_vectors,
     nearest_neighbours,
     occurrences,
 )
@@ -25,6 +26,28 @@ VOCAB = Vocabulary(["the", "cat", "sat", "on", "mat", "dog", "rug", ".", "orange
 def model() -> TinyMLM:
     torch.manual_seed(0)
     return TinyMLM(len(VOCAB), d_model=16, n_heads=2, n_layers=1, max_len=16, dropout=0.0)
+
+
+def test_input_vectors_are_the_embeddings_before_any_layer(model: TinyMLM) -> None:
+    text = "the cat sat on the mat ."
+    theta = model.encoder
+    got = input_vectors(theta, text, VOCAB)
+    captured = []  # what the first encoder layer receives (dropout is 0)
+    first_layer = theta.layers.layers[0]
+    handle = first_layer.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
+    try:
+        ids, mask = VOCAB.encode_batch([text])
+        theta(ids, mask)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(got, captured[0][0])
+    assert not got.requires_grad
+    # the same word at the same position gets the same input vector in another sentence
+    other = input_vectors(theta, "the dog sat on the rug .", VOCAB)
+    torch.testing.assert_close(got[3], other[3])  # "sat" at position 3 in both
+    assert not torch.allclose(got[2], other[2])  # "cat" and "dog"
+    with pytest.raises(ValueError, match="max_len"):
+        input_vectors(theta, " ".join(["the"] * 20), VOCAB)
 
 
 def test_contextual_vectors_are_the_encoder_output(model: TinyMLM) -> None:
