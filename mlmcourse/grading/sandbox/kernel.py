@@ -4,7 +4,10 @@ Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.prot
 
 - ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
 - ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
-- ``["call", name, args, kwargs]`` -> ``["value", plain data | Opaque]`` or ``["error", ...]``
+- ``["call", name, args, kwargs]`` -> ``["value", result, args, kwargs, same]`` or
+  ``["error", ...]``: the result (plain data or Opaque), the arguments as the function left them
+  (a function may change its arguments in place, as in the student's own kernel) and ``same``,
+  the position (``int``) or keyword (``str``) of the argument the result *is*, else ``None``
 - ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
   functions (a reference implementation the question asks students to write themselves)
   raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
@@ -142,9 +145,12 @@ def _handle(shell: Any, request: list[Any]) -> list[Any]:
     if command == "call":
         _, name, args, kwargs = request
         try:
-            return ["value", shell.user_ns[name](*args, **kwargs)]
+            result = shell.user_ns[name](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported to the grader as data
             return _describe(exc)
+        same = next((key for key, arg in [*enumerate(args), *kwargs.items()] if arg is result),
+                    None)
+        return ["value", result, args, kwargs, same]
     return ["error", "ProtocolError", f"unknown request {command!r}"]
 
 
