@@ -191,3 +191,89 @@ def test_nbgrader_validate_passes_the_solutions(seed: str | None, tmp_path: Path
         if "Success! Your notebook passes all the tests." not in output or "exit 0" not in output:
             problems.append(f"{assignment}: {output[-800:]}")
     assert not problems, "\n".join(problems)
+
+
+# What each question forbids, by family: every function of these names in every namespace
+# that has one (torch, torch.nn.functional, torch.special, torch.nn modules, Tensor methods,
+# the C functions behind them), and the course's reference module of the question.
+_NAMESPACES = ("torch", "torch.nn.functional", "torch.special", "torch.nn",
+               "torch.nn.modules.activation", "torch.nn.modules.loss", "torch.Tensor",
+               "torch._C._nn")
+_FAMILIES = {
+    ("ex2_masking", "corrupt"): ((), "mlmcourse.masking"),
+    ("ex3_distribution", "softmax"): (("softmax", "log_softmax", "softmin", "_softmax",
+                                       "_log_softmax", "Softmax", "LogSoftmax", "Softmin"),
+                                      "mlmcourse.distribution"),
+    ("ex4_cross_entropy", "token_cross_entropy"): (
+        ("cross_entropy", "nll_loss", "cross_entropy_loss", "nll_loss_nd", "nll_loss2d",
+         "CrossEntropyLoss", "NLLLoss"), "mlmcourse.loss"),
+    ("ex5_masked_loss", "masked_lm_loss"): (
+        ("cross_entropy", "nll_loss", "cross_entropy_loss", "nll_loss_nd", "nll_loss2d",
+         "CrossEntropyLoss", "NLLLoss"), "mlmcourse.loss"),
+}
+
+
+def _namespace(space: str) -> Any:
+    import torch
+
+    found: Any = torch
+    for part in space.split(".")[1:]:
+        found = getattr(found, part)
+    return found
+
+
+def _forbidden(assignment: str, grade_id: str) -> list[str]:
+    return next(c.metadata["mlmcourse"]["forbidden"]
+                for c in v.read(v.source_path(assignment)).cells
+                if v.nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+@pytest.mark.parametrize(("assignment", "grade_id"), sorted(_FAMILIES))
+def test_forbidden_lists_cover_each_family(assignment: str, grade_id: str) -> None:
+    import inspect
+
+    stems, reference = _FAMILIES[assignment, grade_id]
+    module = __import__(reference, fromlist=["_"])
+    family = {f"{space}.{stem}" for space in _NAMESPACES for stem in stems
+              if hasattr(_namespace(space), stem)}
+    family |= {f"{reference}.{name}" for name, obj in vars(module).items()
+               if inspect.isfunction(obj) and obj.__module__ == reference
+               and not name.startswith("_")}
+    assert family <= set(_forbidden(assignment, grade_id))
+
+
+_PROBE = """
+import sys, torch
+from mlmcourse.grading.sandbox import kernel
+names = sys.argv[1:]
+kernel._forbidden.update(dict.fromkeys(names, "q"))
+kernel._apply_forbidden()
+for name in names:
+    owner, attribute = kernel._owner(name)
+    calls = [lambda: getattr(owner, attribute)(torch.ones(2))]
+    if name.startswith("torch.Tensor."):
+        calls.append(lambda: getattr(torch.ones(2), attribute)(-1))
+    for call in calls:
+        try:
+            call()
+            print("RAN", name)
+        except kernel.ForbiddenShortcut:
+            pass
+        except Exception as exc:
+            print("OTHER", name, type(exc).__name__)
+x = torch.tensor([1.0, 2.0])
+print("allowed", float(torch.logsumexp(x, 0)), float(x.exp().sum()))
+"""
+
+
+@pytest.mark.parametrize(("assignment", "grade_id"), sorted(_FAMILIES))
+def test_each_forbidden_name_raises_forbidden_shortcut(assignment: str, grade_id: str) -> None:
+    """In a fresh interpreter, as in a sandbox: with a question's list in force, calling any of
+    its names (as a function, a class, or a method of a tensor) raises ForbiddenShortcut, and
+    what the question allows still runs."""
+    names = _forbidden(assignment, grade_id)
+    result = subprocess.run([sys.executable, "-c", _PROBE, *names], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("allowed") and lines[:-1] == [], lines

@@ -45,14 +45,29 @@ def _stub(name: str, question: str) -> Any:
     return forbidden
 
 
-def _apply_forbidden() -> None:
+def _owner(name: str) -> tuple[Any, str]:
+    """The object holding the last part of a dotted name and that part: a module
+    (``torch.nn.functional.softmax``), or a class in one (``torch.Tensor.softmax``)."""
     import importlib
 
-    for name, question in _forbidden.items():
-        module_name, _, attribute = name.rpartition(".")
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
         try:
-            module = sys.modules.get(module_name) or importlib.import_module(module_name)
-            setattr(module, attribute, _stub(name, question))
+            owner = sys.modules.get(module_name) or importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for part in parts[split:-1]:
+            owner = getattr(owner, part)
+        return owner, parts[-1]
+    raise ImportError(name)
+
+
+def _apply_forbidden() -> None:
+    for name, question in _forbidden.items():
+        try:
+            owner, attribute = _owner(name)
+            setattr(owner, attribute, _stub(name, question))
         except Exception:  # noqa: BLE001 - a name that does not exist cannot be called either
             pass
 
