@@ -16,18 +16,19 @@ from pathlib import Path
 import nbformat
 import pytest
 from cases import variants as v
-from mlmcourse.grading.authoring.release import release
 
 from mlmcourse.cli import main
 from mlmcourse.grading import misconceptions, pipeline
 from mlmcourse.grading.authoring import variants as var
+from mlmcourse.grading.authoring.release import release
 from mlmcourse.grading.authoring.template import PARAMETERS_NAME
 from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.workers.pool import WorkerPool
 
 # two classes' secrets; with one four-option question (exercise 6) two seeds show the right
-# answer under the same letter one time in three: these two differ in every exercise
-SEEDS = ("autumn class: a secret of its own", "winter class: a second secret")
+# answer under the same letter one time in three: these two give different answers to every
+# seeded question
+SEEDS = ("autumn class: a secret of its own", "winter class: a second secret (27)")
 # the one numeric question whose answer is not computed from givens of its own: log V of the
 # course's vocabulary (the model of exercise 6 needs that vocabulary)
 NOT_VARIED = {("ex6_training", "answer_initial_loss")}
@@ -217,6 +218,31 @@ def test_two_seeds_give_different_answers_and_the_published_ones_fail(assignment
         if answers[SEEDS[0]][gid] != answer:
             with pytest.raises(AssertionError):
                 _run_test(seeded[f"test_{gid}"].source, gid, answer)
+
+
+@pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
+def test_no_seed_can_draw_a_published_answer(assignment: str) -> None:
+    """Every seed but the published one draws other values than the published ones, and for
+    every combination of such values a question reads, the published answer fails the rendered
+    test: copying the public answer key never scores on a seeded question."""
+    nb = _notebook(assignment)
+    specs, cells = var.parameters(nb), var.templates(nb)
+    published = _answers(nb, set(cells))
+    by_gid = _cells_by_grade_id(nb)
+    for name, spec in specs.items():
+        if "values" in spec:
+            drawn = {var.draw({name: spec}, f"class {i}", assignment)[name] for i in range(200)}
+            assert drawn == set(spec["values"][1:]), name
+    for gid, answer in published.items():
+        test = by_gid[f"test_{gid}"]
+        names = sorted(n for n in _names(cells[test.id]) if "values" in specs[n])
+        if not names:
+            continue
+        for combination in itertools.product(*(specs[n]["values"][1:] for n in names)):
+            values = {**var.draw(specs, var.DEFAULT_SEED, assignment),
+                      **dict(zip(names, combination, strict=True))}
+            with pytest.raises(AssertionError):
+                _run_test(var.render(cells[test.id], values, specs), gid, answer)
 
 
 # --- seeded courses ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ tensor), tensors are checked for type, exact shape and dtype before their values
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Collection, Mapping
@@ -119,6 +120,12 @@ CATALOGUE: dict[str, str] = {
     "temperature-no-effect": (
         "Adding a constant to every logit leaves softmax unchanged, but dividing them by a "
         "temperature does change the distribution."
+    ),
+    # --- calling conventions ------------------------------------------------------------------
+    "modifies-input": (
+        "The function changed an argument in place: the caller's tensor or dict still holds the "
+        "data it passed in and may use it again. Work on a copy (.clone(), a new dict) and "
+        "return the result."
     ),
     # --- the masking step --------------------------------------------------------------------
     "selects-special-tokens": (
@@ -302,16 +309,17 @@ def diagnose_choice(answer: str, correct: str, wrong: Mapping[str, str], name: s
 def as_real(value: object, name: str, finite: bool = True) -> float:
     """``value`` as a ``float``; fail with a readable message unless it is a real number.
 
-    Accepted: ``int`` and ``float``, NumPy's integer and floating scalars (``np.float64``,
-    ``np.int64``, ...) and 0-dim NumPy arrays or torch tensors of such a dtype. Rejected: ``bool``,
+    Accepted: every :class:`numbers.Real` (``int``, ``float``, ``fractions.Fraction``, NumPy's
+    integer and floating scalars such as ``np.float64`` or ``np.int64``), ``decimal.Decimal``,
+    and 0-dim NumPy arrays or torch tensors of an integer or floating dtype. Rejected: ``bool``,
     strings, sequences, tensors with more than one element and, with ``finite`` (the default),
     NaN and infinities.
     """
     number = _real_or_none(value)
     if number is None:
         raise AssertionError(
-            f"{name} must be a real number (an int, a float, a NumPy number or a 0-dim tensor), "
-            f"got {_describe(value)}."
+            f"{name} must be a real number (an int, a float, a fraction, a NumPy number or a "
+            f"0-dim tensor), got {_describe(value)}."
         )
     if finite and not math.isfinite(number):
         raise AssertionError(f"{name} must be finite, got {number!r}.")
@@ -321,8 +329,11 @@ def as_real(value: object, name: str, finite: bool = True) -> float:
 def _real_or_none(value: object) -> float | None:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return None
-    if isinstance(value, numbers.Real):
-        return float(value)
+    if isinstance(value, numbers.Real | decimal.Decimal):
+        try:
+            return float(value)
+        except (ArithmeticError, ValueError):  # a signalling NaN, a Fraction beyond float
+            return None
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
     if shape is None or tuple(shape) != () or dtype is None:
         return None
@@ -342,15 +353,16 @@ def _describe(value: object) -> str:
     return f"{text[:60]}..." if len(text) > 60 else text
 
 
-def require_number(answer: object, name: str) -> float:
-    """The answer of a numeric question as a ``float``; a readable failure unless it is a real
-    number (see :func:`as_real`)."""
+def require_number(answer: object, name: str) -> None:
+    """A readable failure unless the answer of a numeric question is a finite real number (see
+    :func:`as_real`). Returns ``None``: a test cell may end with this call, as nbgrader reads a
+    number a test cell ends with as partial credit."""
     if _real_or_none(answer) is None:
         raise AssertionError(
-            f"Set {name} to a number (an int, a float, a NumPy number or a 0-dim tensor), "
-            f"got {_describe(answer)}."
+            f"Set {name} to a number (an int, a float, a fraction, a NumPy number or a 0-dim "
+            f"tensor), got {_describe(answer)}."
         )
-    return as_real(answer, name)
+    as_real(answer, name)
 
 
 def require_tensor(

@@ -17,7 +17,8 @@ def _code(name: str, grade_id: str, source: str) -> Variant:
 
 
 def _number(name: str, grade_id: str, expression: str) -> Variant:
-    source = f"import numpy as np\n\n{grade_id} = {expression}"
+    source = (f"from decimal import Decimal\nfrom fractions import Fraction\n\nimport numpy as np"
+              f"\n\n{grade_id} = {expression}")
     return Variant(name, fails={}, cells={grade_id: source})
 
 
@@ -95,6 +96,7 @@ def corrupt(input_ids, seed, mlm_probability=0.15):
     ),
     _number("answer_n_mask-numpy", "answer_n_mask", "np.float64(3000) * 0.15 * 0.8"),
     _number("answer_n_mask-int", "answer_n_mask", "360"),
+    _number("answer_n_mask-fraction", "answer_n_mask", "3000 * Fraction('0.15') * Fraction(4, 5)"),
 ]
 
 _EX3 = [
@@ -265,6 +267,7 @@ def cross_entropy(p_gold, probs):
     _number("answer_loss-tensor", "answer_loss", "-torch.tensor(0.6).log()"),
     _number("answer_loss-three-decimals", "answer_loss", "0.511"),
     _number("answer_loss-inverse", "answer_loss", "math.log(1 / 0.6)"),
+    _number("answer_loss-decimal", "answer_loss", "Decimal('0.5108')"),
 ]
 
 _EX5 = [
@@ -325,6 +328,8 @@ def masked_lm_loss(logits, labels, reduction="sum"):
     _number("answer_n_terms-float", "answer_n_terms", "3.0"),
     _number("answer_reported-numpy", "answer_reported", "np.float64(6.0) / 4"),
     _number("answer_reported-tensor", "answer_reported", "torch.tensor(6.0) / 4"),
+    _number("answer_reported-fraction", "answer_reported", "Fraction(6, 4)"),
+    _number("answer_n_terms-fraction", "answer_n_terms", "Fraction(3)"),
 ]
 
 _EX6 = [

@@ -27,6 +27,19 @@ def _choices(grade_id: str, test_id: str, wrong: dict[str, str]) -> list[Variant
 
 _CORRUPT = "corrupt"
 _EX2 = [
+    Variant(  # the masking writes into the caller's tensor (input_ids.long() is input_ids)
+        "modifies-input",
+        fails=dict.fromkeys(
+            ("test_corrupt_basics", "test_corrupt_selection", "test_corrupt_replacement"),
+            "modifies-input",
+        ),
+        edits={
+            _CORRUPT: (
+                ("corrupted_ids = ids.clone()", "original = ids.clone()\n    corrupted_ids = ids"),
+                ("labels[selected] = ids[selected]", "labels[selected] = original[selected]"),
+            )
+        },
+    ),
     Variant(
         "ignores-seed",
         fails={"test_corrupt_basics": "ignores-seed"},
@@ -139,7 +152,6 @@ _EX2 = [
     ),
 ]
 
-_SOFTMAX_TESTS = ("test_softmax", "test_softmax_large_logits")
 _VALID = "is_valid_distribution"
 _EX3 = [
     Variant(
@@ -169,12 +181,13 @@ _EX3 = [
     ),
     Variant(
         "normalise-wrong-axis",
-        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-wrong-axis"),
+        fails={"test_softmax": "normalise-wrong-axis"},  # stable: no second penalty
         edits={"softmax": (("dim=-1", "dim=0"),)},
     ),
     Variant(
         "normalise-without-exp",
-        fails=dict.fromkeys(_SOFTMAX_TESTS, "normalise-without-exp"),
+        # logits divided by their sum are not shift invariant: both tests name it
+        fails=dict.fromkeys(("test_softmax", "test_softmax_large_logits"), "normalise-without-exp"),
         edits={"softmax": (("exp = shifted.exp()", "exp = scaled"),)},
     ),
     Variant(
@@ -266,8 +279,10 @@ _EX4 = [
         },
     ),
     Variant(
-        "skips-softmax",
-        fails={"test_token_cross_entropy": "skips-softmax"},
+        "skips-softmax",  # not a softmax, so not shift invariant either: both tests name it
+        fails=dict.fromkeys(
+            ("test_token_cross_entropy", "test_token_cross_entropy_large_logits"), "skips-softmax"
+        ),
         edits={"token_cross_entropy": ((_TOKEN_RETURN, "return float(-logits[target])"),)},
     ),
     Variant(
@@ -328,9 +343,9 @@ _EX4 = [
         "answer_lowest_loss",
         "test_answer_lowest_loss",
         {
-            '"A"': "spread-changes-loss",
+            '"A"': "margin-not-probability",  # the widest gap to the runner-up
             '"B"': "confident-means-low-loss",
-            '"D"': "margin-not-probability",
+            '"D"': "spread-changes-loss",  # the rest of the mass shared most evenly
         },
     ),
     *_choices(
@@ -462,6 +477,24 @@ _EX5 = [
 ]
 
 _EX6 = [
+    Variant(  # updates the caller's dict and hands it back instead of a new one
+        "sgd-returns-mutated-params",
+        fails={"test_sgd_step": "modifies-input"},
+        cells={
+            "sgd_step": "def sgd_step(params, grads, lr):\n"
+            "    for name in params:\n"
+            "        params[name] = params[name] - lr * grads[name]\n"
+            "    return params\n"
+        },
+    ),
+    Variant(  # a new dict, but every tensor updated in place
+        "sgd-in-place-tensors",
+        fails={"test_sgd_step": "modifies-input"},
+        cells={
+            "sgd_step": "def sgd_step(params, grads, lr):\n"
+            "    return {name: value.sub_(lr * grads[name]) for name, value in params.items()}\n"
+        },
+    ),
     Variant(
         "gradient-ascent",
         fails={"test_sgd_step": "gradient-ascent"},

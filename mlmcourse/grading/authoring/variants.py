@@ -5,7 +5,8 @@ An exercise notebook declares, in its notebook-level metadata ``mlmcourse``:
 
 ``parameters``
     name -> spec. ``{"values": [3000, 2000, ...]}`` draws one of the values (the first is the
-    published one); ``{"options": {"A": text, "B": text, ...}, "item": "* **{letter}.** {text}"}``
+    published one, which no other seed draws);
+    ``{"options": {"A": text, "B": text, ...}, "item": "* **{letter}.** {text}"}``
     shuffles a multiple-choice question's options (published: in the order given).
 ``templates``
     cell id -> the cell's source with placeholders ``{{expression}}`` or
@@ -62,7 +63,8 @@ def templates(nb: NotebookNode) -> dict[str, str]:
 
 def draw(specs: Mapping[str, Spec], seed: str, assignment: str) -> dict[str, Value]:
     """One value per parameter, drawn from (``seed``, ``assignment``, the parameter's name) alone,
-    so adding a parameter changes no other draw. :data:`DEFAULT_SEED` gives the published values.
+    so adding a parameter changes no other draw. :data:`DEFAULT_SEED` gives the published values,
+    and any other seed a value other than the published one (the first) for every parameter.
 
     An option set's value maps each published letter to the letter it is shown as; any other
     seed shows every option under another letter, so a letter copied from the published
@@ -72,9 +74,9 @@ def draw(specs: Mapping[str, Spec], seed: str, assignment: str) -> dict[str, Val
     for name, spec in specs.items():
         # a str seed and random() alone: the same draws on every Python version
         rng = random.Random(f"{seed}\x00{assignment}\x00{name}")
-        if "values" in spec:
+        if len(spec.get("values", ())) >= 2:
             choices = list(spec["values"])
-            pick = 0 if seed == DEFAULT_SEED else int(rng.random() * len(choices))
+            pick = 0 if seed == DEFAULT_SEED else 1 + int(rng.random() * (len(choices) - 1))
             values[name] = choices[pick]
         elif len(spec.get("options", ())) >= 2:
             letters = shown = list(spec["options"])
@@ -82,7 +84,7 @@ def draw(specs: Mapping[str, Spec], seed: str, assignment: str) -> dict[str, Val
                 shown = sorted(letters, key=lambda _: rng.random())
             values[name] = dict(sorted(zip(shown, letters, strict=True)))
         else:
-            raise TemplateError(f"parameter {name!r} needs 'values' or two 'options' or more")
+            raise TemplateError(f"parameter {name!r} needs two 'values' or two 'options' or more")
     return values
 
 

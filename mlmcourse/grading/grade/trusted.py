@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import io
 import resource
 import shutil
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mlmcourse.grading.inputs.notebook import (
     Cell,
@@ -135,14 +138,68 @@ def bounded(deadline: float) -> Iterator[None]:
 
 
 class SandboxFunction:
-    """Calls a student's function in the sandbox; arguments and result cross as plain data."""
+    """Calls a student's function in the sandbox; arguments and result cross as plain data.
+
+    The call behaves as in the student's kernel for what a test can check: what the function
+    did to its arguments in place is copied back into the test's own objects, and a result that
+    *is* one of the arguments is returned as that very object (``updated is params``)."""
 
     def __init__(self, run: GradingRun, name: str) -> None:
         self._run, self.__name__ = run, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         reply = self._run.request(["call", self.__name__, list(args), kwargs], strict=True)
+        if isinstance(reply, list) and len(reply) == 5 and reply[0] == "value":
+            _, result, after_args, after_kwargs, same = reply
+            if isinstance(after_args, list) and len(after_args) == len(args):
+                for original, after in zip(args, after_args, strict=True):
+                    copy_back(original, after)
+            if isinstance(after_kwargs, dict) and after_kwargs.keys() == kwargs.keys():
+                for key, after in after_kwargs.items():
+                    copy_back(kwargs[key], after)
+            if type(same) is int and 0 <= same < len(args):
+                return args[same]
+            if type(same) is str and same in kwargs:
+                return kwargs[same]
+            reply = ["value", result]
         return self._run.value_or_raise(reply)
+
+
+def copy_back(original: Any, after: Any) -> Any:
+    """Make ``original`` (a test's argument) hold ``after`` (the sandbox's copy of it after a
+    call) where it can change in place: tensors and arrays of the same dtype, dicts and lists
+    (recursively); return what a name bound to it now refers to (``original`` if it could take
+    the change, else ``after``)."""
+    import torch
+
+    if isinstance(original, torch.Tensor) and isinstance(after, torch.Tensor):
+        if original.dtype != after.dtype or original.device.type != "cpu":
+            return original
+        with torch.no_grad(), contextlib.suppress(RuntimeError):  # a view cannot be resized
+            if original.shape != after.shape:
+                original.resize_(after.shape)
+            original.copy_(after)
+        return original
+    if isinstance(original, np.ndarray) and isinstance(after, np.ndarray):
+        if (original.shape == after.shape and original.dtype == after.dtype
+                and original.flags.writeable):
+            original[...] = after
+        return original
+    if type(original) is dict and type(after) is dict:
+        merged = {key: copy_back(original[key], value) if key in original else value
+                  for key, value in after.items()}
+        original.clear()
+        original.update(merged)
+        return original
+    if type(original) is list and type(after) is list:
+        merged = [copy_back(o, a) for o, a in zip(original, after, strict=False)]
+        original[:] = merged + after[len(original):]
+        return original
+    if type(original) is tuple and type(after) is tuple and len(original) == len(after):
+        for o, a in zip(original, after, strict=True):
+            copy_back(o, a)
+        return original
+    return after
 
     def __repr__(self) -> str:
         return f"<student function {self.__name__}>"
@@ -384,8 +441,26 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
     return result
 
 
+def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:
+    """A submission's own copy of the setup namespace: every tensor, array, dict, list and tuple
+    copied (deeply, aliases kept), since a call copies what the student's function did to its
+    arguments back into them (:func:`copy_back`); modules, functions and other objects shared."""
+    import torch
+
+    memo: dict[int, Any] = {}
+    namespace = dict(shared)
+    for name, value in shared.items():
+        if not name.startswith("__") and isinstance(value, torch.Tensor | np.ndarray | dict |
+                                                    list | tuple):
+            try:
+                namespace[name] = copy.deepcopy(value, memo)
+            except Exception:  # noqa: BLE001 - a value that cannot be copied is never an argument
+                pass
+    return namespace
+
+
 def _run_steps(run: GradingRun, steps: list[Step], result: Result) -> None:
-    namespace = dict(run.trusted.namespace)
+    namespace = private_namespace(run.trusted.namespace)
     test_refs: set[str] = set()
     for step in steps:
         cell = step.cell

@@ -4,7 +4,10 @@ Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.prot
 
 - ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
 - ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
-- ``["call", name, args, kwargs]`` -> ``["value", plain data | Opaque]`` or ``["error", ...]``
+- ``["call", name, args, kwargs]`` -> ``["value", result, args, kwargs, same]`` or
+  ``["error", ...]``: the result (plain data or Opaque), the arguments as the function left them
+  (a function may change its arguments in place, as in the student's own kernel) and ``same``,
+  the position (``int``) or keyword (``str``) of the argument the result *is*, else ``None``
 - ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
   functions (a reference implementation the question asks students to write themselves)
   raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
@@ -42,14 +45,29 @@ def _stub(name: str, question: str) -> Any:
     return forbidden
 
 
-def _apply_forbidden() -> None:
+def _owner(name: str) -> tuple[Any, str]:
+    """The object holding the last part of a dotted name and that part: a module
+    (``torch.nn.functional.softmax``), or a class in one (``torch.Tensor.softmax``)."""
     import importlib
 
-    for name, question in _forbidden.items():
-        module_name, _, attribute = name.rpartition(".")
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
         try:
-            module = sys.modules.get(module_name) or importlib.import_module(module_name)
-            setattr(module, attribute, _stub(name, question))
+            owner = sys.modules.get(module_name) or importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for part in parts[split:-1]:
+            owner = getattr(owner, part)
+        return owner, parts[-1]
+    raise ImportError(name)
+
+
+def _apply_forbidden() -> None:
+    for name, question in _forbidden.items():
+        try:
+            owner, attribute = _owner(name)
+            setattr(owner, attribute, _stub(name, question))
         except Exception:  # noqa: BLE001 - a name that does not exist cannot be called either
             pass
 
@@ -142,9 +160,12 @@ def _handle(shell: Any, request: list[Any]) -> list[Any]:
     if command == "call":
         _, name, args, kwargs = request
         try:
-            return ["value", shell.user_ns[name](*args, **kwargs)]
+            result = shell.user_ns[name](*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported to the grader as data
             return _describe(exc)
+        same = next((key for key, arg in [*enumerate(args), *kwargs.items()] if arg is result),
+                    None)
+        return ["value", result, args, kwargs, same]
     return ["error", "ProtocolError", f"unknown request {command!r}"]
 
 

@@ -2,6 +2,8 @@
 
 A message is a frame: a 4-byte big-endian length, then a payload built by :func:`encode`. The
 payload can only describe plain data: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+every other real number (a ``fractions.Fraction``, a ``decimal.Decimal``, ...) as the ``int`` or
+``float`` it equals,
 NumPy scalars of a number dtype (``np.float64(0.5)``, ``np.int64(3)``), lists, tuples, dicts
 with ``str`` keys (an ``OrderedDict``, as ``state_dict()`` returns, arrives as a ``dict``),
 NumPy arrays of numbers and CPU torch tensors (raw bytes + dtype + shape), plus
@@ -17,6 +19,8 @@ replacement characters, so that no later step (JSON, SQLite, HTML, charts) can c
 
 from __future__ import annotations
 
+import decimal
+import numbers
 import os
 import re
 import select
@@ -42,6 +46,7 @@ _TORCH_DTYPES = {
 _HEADER = struct.Struct(">I")
 _INT = re.compile(rb"-?[0-9]+")
 _NUMPY_SCALARS = {np.dtype(name).type for name in ALLOWED_DTYPES}
+_NOT_NUMBERS = (bool, np.bool_)  # a truth value is not a number the questions accept
 
 
 class ProtocolError(Exception):
@@ -148,6 +153,8 @@ def _encode(value: Any, out: list[bytes], strict: bool, depth: int) -> None:
         out.append(b"C" + _blob(value.name.encode("utf-8", "replace")))
     elif kind is np.ndarray and value.dtype.name in ALLOWED_DTYPES:
         _encode_array(b"A", value.dtype.name, value.shape, np.ascontiguousarray(value), out)
+    elif isinstance(value, numbers.Real | decimal.Decimal) and kind not in _NOT_NUMBERS:
+        _encode_number(value, out, strict)
     elif _is_plain_tensor(value):
         import torch
 
@@ -157,6 +164,16 @@ def _encode(value: Any, out: list[bytes], strict: bool, depth: int) -> None:
         _encode_array(b"P", dtype, tuple(tensor.shape), raw.numpy(), out)
     else:
         _not_plain(value, out, strict, f"a {kind.__module__}.{kind.__qualname__}")
+
+
+def _encode_number(value: Any, out: list[bytes], strict: bool) -> None:
+    """Any other real number (``fractions.Fraction``, ``decimal.Decimal``, NumPy's ``longdouble``,
+    a subclass of ``int`` or ``float``) as the ``int`` or ``float`` it equals."""
+    try:
+        number = int(value) if isinstance(value, numbers.Integral) else float(value)
+    except Exception:  # noqa: BLE001 - a student's number type may fail to convert
+        return _not_plain(value, out, strict, f"a number that does not convert ({type(value)})")
+    _encode(number, out, strict, MAX_DEPTH)
 
 
 def _not_plain(value: Any, out: list[bytes], strict: bool, what: str) -> None:
