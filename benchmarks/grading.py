@@ -89,7 +89,7 @@ def floor(subs: Path, source: Path, jobs: int, settled: bool = False) -> float:
     zygote does) happen before the clock starts; settling is for good: call it last."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    import mlmcourse.grading.misconceptions  # noqa: F401 - warm, as the workers are
+    import mlmcourse.checks  # noqa: F401 - warm, as the workers are
     from mlmcourse.grading.inputs.notebook import load_source, plan_submission, read_submission
 
     src = load_source(source)

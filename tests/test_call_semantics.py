@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from mlmcourse.checks import as_real, require_number
 from mlmcourse.grading.grade import trusted
-from mlmcourse.grading.misconceptions import as_real, require_number
 from mlmcourse.grading.sandbox import kernel, protocol
 
 

@@ -27,9 +27,9 @@ from cases import variants as v
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from mlmcourse.checks import CATALOGUE
 from mlmcourse.grading.authoring.check import CellResult, cell_results
 from mlmcourse.grading.authoring.release import release
-from mlmcourse.grading.misconceptions import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book" / "exercises"

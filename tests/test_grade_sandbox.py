@@ -94,7 +94,7 @@ def test_the_root_holds_only_the_allowlist(zygote_of: ZygoteOf, policy: Policy,
     (tmp_path / "secret.txt").write_text("SECRET")
     paths = [str(ROOT / ".git" / "HEAD"), str(ROOT / "autograder" / "nbgrader_config.py"),
              str(tmp_path / "secret.txt"), "/etc/shadow", "/etc/hostname", "mine.txt",
-             str(ROOT / "mlmcourse" / "grading" / "misconceptions.py")]
+             str(ROOT / "mlmcourse" / "checks.py")]
     sandbox = _spawn(zygote_of, policy, tmp_path)
     try:
         top, got = _eval(sandbox, READ.format(paths=paths))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import html
 import json
 import os
 import sys
@@ -316,3 +317,17 @@ def test_the_repositorys_course_is_configured_as_init_makes_one() -> None:
     root = Path(__file__).resolve().parents[1]
     made = (TEMPLATE / "nbgrader_config.py").read_text().replace(PLACEHOLDER, "mlmcourse")
     assert (root / "autograder" / "nbgrader_config.py").read_text() == made
+
+
+def test_the_engine_explains_misconceptions_with_the_course_sentences_it_is_given() -> None:
+    """The catalogue is the course's (``mlmcourse/data/misconceptions.json``, read by
+    :mod:`mlmcourse.checks`): the grader holds none, and writes the sentence it is given."""
+    from mlmcourse import checks
+
+    result = _result()
+    result.cells["test_answer"].misconception = "dropped-minus-sign"
+    explained = feedback.render(result, "softmax", explain=checks.explain)
+    assert html.escape(checks.CATALOGUE["dropped-minus-sign"]) in explained
+    assert "wrong &lt;b&gt;letter&lt;/b&gt;" in feedback.render(result, "softmax")
+    grading = Path(checks.__file__).parent / "grading"
+    assert not [p for p in grading.rglob("*.py") if "CATALOGUE" in p.read_text()]

@@ -17,8 +17,9 @@ import nbformat
 import pytest
 from cases import variants as v
 
+from mlmcourse import checks as misconceptions
 from mlmcourse.cli import main
-from mlmcourse.grading import misconceptions, pipeline
+from mlmcourse.grading import pipeline
 from mlmcourse.grading.authoring import variants as var
 from mlmcourse.grading.authoring.release import release
 from mlmcourse.grading.authoring.template import PARAMETERS_NAME

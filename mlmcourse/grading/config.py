@@ -8,6 +8,7 @@ in :mod:`~mlmcourse.grading.sandbox.policy`, built from these settings.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,3 +44,6 @@ class Settings:
     sandbox: bool = True
     roster: dict[str, str] | None = None
     """LMS id -> student id (see :func:`~mlmcourse.grading.inputs.lms.read_roster`)."""
+    explain: Callable[[str], str] | None = None
+    """The course's sentence for a misconception code, for feedback and the report
+    (``mlmcourse grade`` passes :func:`mlmcourse.checks.explain`); the engine holds none."""

@@ -322,9 +322,10 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
         result.late_penalty = penalty(student_id, result.score, result.seconds_late)
         penalties[student_id] = result.late_penalty
         try:
-            feedback.write(run.out, run.settings.assignment, result, numbers)
+            feedback.write(run.out, run.settings.assignment, result, numbers,
+                           run.settings.explain)
             feedback.write_for_nbgrader(run.settings.course, assignment, notebook, result,
-                                        submitted_at, numbers)
+                                        submitted_at, numbers, run.settings.explain)
         except Exception as exc:  # noqa: BLE001 - contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
@@ -335,7 +336,7 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
                            Status.NOT_SUBMITTED))
     grade_ids = [c.grade_id for c in run.source.graded_cells]
     report.write_csv(run.out, grade_ids, rows)
-    report.write_report(run.out, run.settings.assignment, grade_ids, rows)
+    report.write_report(run.out, run.settings.assignment, grade_ids, rows, run.settings.explain)
     return rows
 
 

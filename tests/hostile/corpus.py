@@ -34,7 +34,7 @@ def _cell(cell_type: str, source: str, grade_id: str | None = None, *, grade: bo
 
 
 SETUP = ("import numpy as np\nimport torch\n"
-         "from mlmcourse.grading.misconceptions import Misconception")
+         "from mlmcourse.checks import Misconception")
 SOFTMAX = '''def softmax(logits):
     """Probabilities over the last axis."""
     ### BEGIN SOLUTION

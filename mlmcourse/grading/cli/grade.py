@@ -26,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mlmcourse import checks
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
 from mlmcourse.grading.inputs.lms import RosterError, read_roster
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return 2
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
-                        args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster)
+                        args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster,
+                        explain=checks.explain)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)

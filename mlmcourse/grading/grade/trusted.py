@@ -300,7 +300,7 @@ def _error(ename: str, evalue: str, where: str = "") -> dict:
 def _failure(exc: BaseException, cell: Cell) -> tuple[str, str, str, str | None]:
     """``(type name, message, where, misconception code)`` of a failed test: ``where`` is the
     test cell's line that raised, as a traceback shows it."""
-    from mlmcourse.grading.misconceptions import Misconception
+    from mlmcourse.checks import Misconception
 
     code = exc.code if isinstance(exc, Misconception) else None
     try:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mlmcourse.grading.inputs.collect import TIMESTAMP_NAME, parse_timestamp
 from mlmcourse.grading.inputs.notebook import Cell
-from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.model import CellResult, Result
 from mlmcourse.grading.outputs.atomic import write_atomic
 from mlmcourse.grading.outputs.sanitise import sanitise_html
@@ -62,11 +61,16 @@ def _verdict(cell: CellResult) -> tuple[str, str]:
     return (verdict[0], verdict[1] + ", score set by hand") if cell.by_hand else verdict
 
 
-def _message(cell: CellResult) -> str:
+Explain = Callable[[str], str]
+"""The course's sentence for a misconception code ("" if it has none): the grader is given it
+(:func:`mlmcourse.checks.explain`), it holds no catalogue of its own."""
+
+
+def _message(cell: CellResult, explain: Explain | None) -> str:
     if cell.kind == "written" and cell.by_hand:
         return ""
-    if cell.misconception and cell.misconception in CATALOGUE:
-        return CATALOGUE[cell.misconception]
+    if cell.misconception and explain is not None and explain(cell.misconception):
+        return explain(cell.misconception)
     return cell.message
 
 
@@ -78,9 +82,9 @@ def markdown(text: str) -> str:
     return sanitise_html(markdown2html_mistune(text))
 
 
-def _feedback(cell: CellResult) -> str:
+def _feedback(cell: CellResult, explain: Explain | None) -> str:
     """The grader's message (escaped) and the instructor's comment (sanitised Markdown)."""
-    parts = [f"<div>{html.escape(text)}</div>" for text in (_message(cell),) if text]
+    parts = [f"<div>{html.escape(text)}</div>" for text in (_message(cell, explain),) if text]
     if cell.comment:
         parts.append(f"<div class='comment'><strong>Instructor:</strong> "
                      f"{markdown(cell.comment)}</div>")
@@ -124,9 +128,11 @@ def _score_line(result: Result) -> str:
     return f"Score: {score}{pending}. Status: {status.replace('_', ' ')}."
 
 
-def render(result: Result, assignment: str, numbers: dict[str, str] | None = None) -> str:
+def render(result: Result, assignment: str, numbers: dict[str, str] | None = None,
+           explain: Explain | None = None) -> str:
     """The feedback page of one result, as HTML (every string escaped); ``numbers`` gives each
-    question's number in the notebook (:func:`question_numbers`)."""
+    question's number in the notebook (:func:`question_numbers`), ``explain`` the course's
+    sentence for each misconception."""
     e = html.escape
     rows = []
     for grade_id, cell in result.cells.items():
@@ -135,7 +141,7 @@ def render(result: Result, assignment: str, numbers: dict[str, str] | None = Non
         label = f"{e(number)} <small>{e(grade_id)}</small>" if number else e(grade_id)
         rows.append(f"<tr><td>{label}</td><td class='{css}'>{verdict}</td>"
                     f"<td>{_points(cell.points)} / {cell.max_points:g}</td>"
-                    f"<td>{_feedback(cell)}</td></tr>")
+                    f"<td>{_feedback(cell, explain)}</td></tr>")
     reason = f"<p><strong>Note:</strong> {e(result.reason)}</p>" if result.reason else ""
     late = lateness_text(result)
     reason += f"<p class='late'>{e(late)}</p>" if late else ""
@@ -156,11 +162,11 @@ def render(result: Result, assignment: str, numbers: dict[str, str] | None = Non
 """
 
 
-def write(out: Path, assignment: str, result: Result,
-          numbers: dict[str, str] | None = None) -> Path:
+def write(out: Path, assignment: str, result: Result, numbers: dict[str, str] | None = None,
+          explain: Explain | None = None) -> Path:
     """Write ``OUT/feedback/<student>/<assignment>.html`` (atomically)."""
     target = out / "feedback" / result.student_id / f"{assignment}.html"
-    return write_atomic(target, render(result, assignment, numbers))
+    return write_atomic(target, render(result, assignment, numbers, explain))
 
 
 SECRET_NAME = "submission_secret.txt"
@@ -179,7 +185,8 @@ def _collected_time(folder: Path) -> dt.datetime | None:
 
 def write_for_nbgrader(course: Path, assignment: str, notebook: str, result: Result,
                        submitted_at: dt.datetime | None,
-                       numbers: dict[str, str] | None = None) -> Path | None:
+                       numbers: dict[str, str] | None = None,
+                       explain: Explain | None = None) -> Path | None:
     """Write the page where ``nbgrader release_feedback`` takes it from, with the timestamp and
     secret of the submission ``nbgrader collect`` put in ``<course>/submitted/``, when that is the
     submission graded (handed in at ``submitted_at``); ``None`` when there is none."""
@@ -196,4 +203,4 @@ def write_for_nbgrader(course: Path, assignment: str, notebook: str, result: Res
     folder = course / "feedback" / result.student_id / assignment
     write_atomic(folder / TIMESTAMP_NAME, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
     write_atomic(folder / SECRET_NAME, secret.read_bytes())
-    return write_atomic(folder / f"{notebook}.html", render(result, assignment, numbers))
+    return write_atomic(folder / f"{notebook}.html", render(result, assignment, numbers, explain))

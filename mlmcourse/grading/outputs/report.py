@@ -14,9 +14,9 @@ import io
 import math
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from mlmcourse.grading.misconceptions import CATALOGUE
 from mlmcourse.grading.model import Failure, Result, Status
 from mlmcourse.grading.outputs import charts
 from mlmcourse.grading.outputs.atomic import write_atomic
@@ -133,7 +133,8 @@ def _numeric_table(names: list[str], rows: list[Result]) -> str:
     return f"<table>{head}{''.join(lines)}</table>" if lines else "<p>none</p>"
 
 
-def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Result]) -> Path:
+def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Result],
+                 explain: Callable[[str], str] | None = None) -> Path:
     """``report.html`` and its SVG charts."""
     submitted = [r for r in rows if r.status != Status.NOT_SUBMITTED]
     max_score = max((r.max_score for r in rows), default=0)
@@ -191,7 +192,8 @@ def write_report(out: Path, assignment: str, grade_ids: list[str], rows: list[Re
         f"<li><strong>{e(kind.replace('_', ' '))}</strong> ({len(group)}): <ul>"
         + "".join(f"<li>{e(r.student_id)}: {e(r.reason)}</li>" for r in group) + "</ul></li>"
         for kind, group in sorted(by_kind.items()))
-    explained = "".join(f"<li><code>{e(code)}</code> ({count}): {e(CATALOGUE.get(code, ''))}</li>"
+    sentence = explain or (lambda code: "")
+    explained = "".join(f"<li><code>{e(code)}</code> ({count}): {e(sentence(code))}</li>"
                         for code, count in common)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(assignment)}: class report</title>

@@ -36,8 +36,8 @@ def _warm(warm_modules: list[str]) -> None:
     import numpy  # noqa: F401
     import torch
 
+    import mlmcourse.checks  # noqa: F401
     import mlmcourse.grading.grade.trusted  # noqa: F401
-    import mlmcourse.grading.misconceptions  # noqa: F401
     import mlmcourse.grading.sandbox.zygote  # noqa: F401
     from mlmcourse.vocab import Vocabulary
 
