@@ -98,7 +98,7 @@ def _run(assignment: str, grade_id: str, **answers: object) -> BaseException | N
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             exec(compile(_test_cells(assignment)[grade_id], f"<{grade_id}>", "exec"), namespace)
-    except Exception as exc:  # noqa: BLE001 - the outcome under test
+    except Exception as exc:  # the outcome under test
         return exc
     return None
 
@@ -152,7 +152,7 @@ def test_every_case_fails_exactly_its_tests(assignment: str) -> None:
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
                     exec(compile(source, f"<{grade_id}>", "exec"), dict(namespace))
-            except Exception as exc:  # noqa: BLE001 - the outcome under test
+            except Exception as exc:  # the outcome under test
                 got[grade_id] = getattr(exc, "code", None)
                 if not str(exc).strip() or isinstance(exc, NameError):
                     problems.append(f"{name}: {grade_id} fails without a message about the "

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

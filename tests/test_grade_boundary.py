@@ -23,7 +23,7 @@ from mlmcourse.grading.inputs.collect import discover
 from mlmcourse.grading.sandbox.policy import FIRST_SANDBOX_UID
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import trial  # noqa: E402
+import trial
 
 ROOT = Path(__file__).resolve().parents[1]
 HONEST = ["honest_a", "honest_b"]

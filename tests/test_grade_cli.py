@@ -21,7 +21,7 @@ from mlmcourse.grading.inputs.collect import UsageError, discover
 from mlmcourse.grading.model import CellResult, Result, Status
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -36,7 +36,7 @@ from mlmcourse.grading.inputs.lms import SAFE_ID
 from mlmcourse.grading.sandbox import uids
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

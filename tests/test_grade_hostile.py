@@ -18,7 +18,7 @@ import pytest
 from mlmcourse.grading.cli import grade as grade_cli
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 HONEST = ["honest_1", "honest_2"]

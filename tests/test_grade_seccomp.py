@@ -31,7 +31,7 @@ from mlmcourse.grading.sandbox.policy import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 MARKER_ERRNO = errno.ENOTRECOVERABLE
 """An error no refused call gives on its own: a policy whose rules all return it shows that the

@@ -26,7 +26,7 @@ from mlmcourse.grading.outputs import feedback, report
 from mlmcourse.grading.pipeline import with_manual_scores
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 
 def test_init_creates_a_course_folder_the_commands_find(tmp_path: Path,

@@ -18,7 +18,7 @@ from mlmcourse.grading.inputs import lms
 from mlmcourse.grading.inputs.collect import discover
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-import corpus  # noqa: E402
+import corpus
 
 SOLVED = json.dumps(corpus.solved(corpus.source_notebook()))
 

@@ -285,7 +285,7 @@ def record(run: Run, gb: object, batch: list[Result],
         for result in batch:
             result.autograded = None  # written: the report needs only the scores
         return batch
-    except Exception as exc:  # noqa: BLE001 - one submission never stops the class
+    except Exception as exc:  # one submission never stops the class
         gradebook.rollback(gb)
         if len(batch) > 1:
             return [alone for result in batch
@@ -298,7 +298,7 @@ def record(run: Run, gb: object, batch: list[Result],
             gradebook.record(gb, run.layout, run.notebook, failed,
                              run.times.get(result.student_id))
             gradebook.commit(gb)
-        except Exception:  # noqa: BLE001 - the gradebook keeps its earlier state
+        except Exception:  # the gradebook keeps its earlier state
             gradebook.rollback(gb)
         return [failed]
 
@@ -326,7 +326,7 @@ def publish(run: Run, gb: object, results: dict[str, Result]) -> list[Result]:
                            run.settings.explain)
             feedback.write_for_nbgrader(run.settings.course, assignment, notebook, result,
                                         submitted_at, numbers, run.settings.explain)
-        except Exception as exc:  # noqa: BLE001 - contained to this student
+        except Exception as exc:  # contained to this student
             result = Result.failed(student_id, run.settings.assignment, run.source.max_score,
                                    f"the feedback page could not be written ({type(exc).__name__})")
         rows.append(result)

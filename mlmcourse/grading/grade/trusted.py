@@ -101,7 +101,7 @@ def load_trusted(source_path: Path) -> TrustedAssignment:
                 try:
                     code = compile(transformer.transform_cell(cell.source),
                                    f"<setup {cell.grade_id}>", "exec")
-                    exec(code, namespace)  # noqa: S102 - the instructor's trusted setup cell
+                    exec(code, namespace)  # the instructor's trusted setup cell
                 except Exception as exc:
                     raise SetupFailed(f"the setup cell {cell.grade_id} fails in the grader: "
                                       f"{type(exc).__name__}: {exc}") from exc
@@ -305,7 +305,7 @@ def _failure(exc: BaseException, cell: Cell) -> tuple[str, str, str, str | None]
     code = exc.code if isinstance(exc, Misconception) else None
     try:
         text = str(exc).strip()
-    except Exception:  # noqa: BLE001 - a message built from student values may not print
+    except Exception:  # a message built from student values may not print
         text = ""
     where, frame = "", exc.__traceback__
     while frame is not None:
@@ -348,7 +348,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
                   namespace)
         with bounded(run.deadline), contextlib.redirect_stdout(stdout), \
                 contextlib.redirect_stderr(stderr):
-            exec(code, namespace)  # noqa: S102 - the instructor's trusted test cell
+            exec(code, namespace)  # the instructor's trusted test cell
         if stderr.getvalue():
             result.message = "the test wrote to stderr (nbgrader counts that as a failure)"
         else:
@@ -361,7 +361,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
     except MemoryError:
         failure = ("MemoryError", "the test ran out of memory working on the submission's "
                    "values (check their shapes)", "")
-    except BaseException as exc:  # noqa: BLE001 - any failure of a test is a failed test
+    except BaseException as exc:  # any failure of a test is a failed test
         ename, evalue, where, result.misconception = _failure(exc, cell)
         failure = (ename, evalue, where)
     if failure is not None:
@@ -454,7 +454,7 @@ def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:
                                                     list | tuple):
             try:
                 namespace[name] = copy.deepcopy(value, memo)
-            except Exception:  # noqa: BLE001 - a value that cannot be copied is never an argument
+            except Exception:  # a value that cannot be copied is never an argument
                 pass
     return namespace
 

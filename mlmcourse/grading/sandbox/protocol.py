@@ -171,7 +171,7 @@ def _encode_number(value: Any, out: list[bytes], strict: bool) -> None:
     a subclass of ``int`` or ``float``) as the ``int`` or ``float`` it equals."""
     try:
         number = int(value) if isinstance(value, numbers.Integral) else float(value)
-    except Exception:  # noqa: BLE001 - a student's number type may fail to convert
+    except Exception:  # a student's number type may fail to convert
         return _not_plain(value, out, strict, f"a number that does not convert ({type(value)})")
     _encode(number, out, strict, MAX_DEPTH)
 

@@ -173,7 +173,7 @@ def _sandbox_main(shell: Any, policy: Policy | None, syscalls: pyseccomp.Syscall
                 raise isolation.Refused("system call filter: not built")
             isolation.confine(policy, workdir_fd, syscalls)
         protocol.send(reply_fd, ["ready"])
-    except BaseException as exc:  # noqa: BLE001 - fail closed: say why, run nothing
+    except BaseException as exc:  # fail closed: say why, run nothing
         reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
         try:
             protocol.send(reply_fd, ["refused", reason])

@@ -161,7 +161,7 @@ class WorkerPool:
         try:
             for result in self._results(selector, pending):
                 results.put(result)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as exc:  # handed to the caller's thread
             results.put(exc)
         finally:
             results.put(None)

@@ -36,8 +36,8 @@ def _warm(warm_modules: list[str]) -> None:
     import numpy  # noqa: F401
     import torch
 
-    import mlmcourse.checks  # noqa: F401
-    import mlmcourse.grading.grade.trusted  # noqa: F401
+    import mlmcourse.checks
+    import mlmcourse.grading.grade.trusted
     import mlmcourse.grading.sandbox.zygote  # noqa: F401
     from mlmcourse.vocab import Vocabulary
 
@@ -46,7 +46,7 @@ def _warm(warm_modules: list[str]) -> None:
     for name in warm_modules:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the setup cell will report it in the sandbox
+        except Exception:  # the setup cell will report it in the sandbox
             pass
 
 
@@ -73,7 +73,7 @@ def worker_main(slot: int, tasks_fd: int, results_fd: int, policy: Policy | None
             if key not in assignments:
                 assignments[key] = trusted.load_trusted(source)
             result = trusted.grade(task, assignments[key], zygote)
-        except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the class
+        except Exception as exc:  # a grader bug must not stop the class
             result = Result.failed(task.student_id, task.assignment, 0.0,
                                    f"grader error: {type(exc).__name__}: {exc}"[:600])
         results.write(json.dumps(result.to_json()) + "\n")
