@@ -394,7 +394,7 @@ def plot_distribution_snapshots(
 
 
 PIPELINE_STAGES: tuple[tuple[str, str, str], ...] = (
-    ("x", r"$x$", "tokens\n$x_0 \ldots x_m$"),
+    ("x", r"$x$", "tokens\n$x_0 \\ldots x_m$"),
     ("x_bar", r"$\bar{x}$", "corrupted at\nthe positions $A(x)$"),
     ("theta", r"$\theta$", "encoder"),
     ("h", r"$h_i$", "one vector\nper position"),
