@@ -462,7 +462,7 @@ def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:
                                                     list | tuple):
             try:
                 namespace[name] = copy.deepcopy(value, memo)
-            except Exception:  # noqa: BLE001 - a value that cannot be copied is never an argument
+            except Exception:  # noqa: BLE001 - one that cannot be copied stays shared
                 pass
     return namespace
 
