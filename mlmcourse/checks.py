@@ -6,8 +6,9 @@ Test cells of the exercises raise :class:`Misconception` with a catalogue id; th
 misconceptions a class holds. Feedback sentences explain the mistake without giving the answer.
 The helpers :func:`require_choice`, :func:`diagnose_choice`, :func:`require_number`,
 :func:`diagnose_number`, :func:`as_real` and :func:`require_tensor` keep the answer checks of the
-test cells short, uniform and fair: numbers are accepted in any real type (Python, NumPy, 0-dim
-tensor), tensors are checked for type, exact shape and dtype before their values are compared.
+test cells short, uniform and fair: numbers are accepted in any real type (Python, a fraction or
+a decimal, NumPy, 0-dim tensor), tensors are checked for type, exact shape and dtype before
+their values are compared.
 """
 
 from __future__ import annotations

@@ -277,13 +277,14 @@ def test_submissions_fail_exactly_the_intended_tests(assignment: str, course: Pa
 # The main misconception of each code question, which its *visible* check must already name
 # (in `mlmcourse check` and nbgrader's Validate, without the hidden tests).
 VISIBLY_DIAGNOSED = {
-    "ex2_masking": ("ignores-seed", "labels-only-on-mask", "always-mask-token"),
+    "ex2_masking": ("ignores-seed", "labels-only-on-mask", "always-mask-token", "modifies-input"),
     "ex3_distribution": ("normalise-wrong-axis", "softmax-overflow", "negative-probability"),
     "ex4_cross_entropy": (
         "dropped-minus-sign", "log-of-softmax-underflow", "cross-entropy-arguments-swapped",
     ),
     "ex5_masked_loss": ("dropped-minus-sign", "mean-of-sequence-means", "log-of-softmax-underflow"),
-    "ex6_training": ("gradient-ascent", "averaging-over-all-positions", "non-finite-parameters"),
+    "ex6_training": ("gradient-ascent", "averaging-over-all-positions", "non-finite-parameters",
+                     "sgd-returns-mutated-params"),
 }  # fmt: skip
 
 

@@ -66,7 +66,20 @@ class F64(np.float64):
 
 
 NOT_PLAIN = [S("A"), AlwaysEqual(), {1: "int key"}, np.array([object()]), {1, 2},
-             torch.tensor([1.0]).as_subclass(T), lambda: 1, F64(1.0), np.datetime64(0, "s")]
+             torch.tensor([1.0]).as_subclass(T), lambda: 1, np.datetime64(0, "s")]
+
+
+def test_other_real_numbers_cross_as_the_plain_number_they_equal() -> None:
+    """A Fraction, a Decimal or a subclass of a number type (whatever its ``__eq__``) arrives as
+    the plain ``int`` or ``float`` it equals, never as itself."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for value, plain in ((F64(1.0), 1.0), (Fraction(3, 4), 0.75), (Decimal("0.5"), 0.5),
+                         (np.longdouble(0.25), 0.25)):
+        for strict in (True, False):
+            back = protocol.decode(protocol.encode(value, strict=strict))
+            assert type(back) is float and back == plain
 
 
 @pytest.mark.parametrize("value", NOT_PLAIN)

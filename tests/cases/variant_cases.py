@@ -27,6 +27,33 @@ def _choices(grade_id: str, test_id: str, wrong: dict[str, str]) -> list[Variant
 
 _CORRUPT = "corrupt"
 _EX2 = [
+    Variant(  # [UNK] and [MASK] inside the text taken for words
+        "selects-unk-and-mask",
+        fails={"test_corrupt_selection": "selects-special-tokens"},
+        edits={
+            _CORRUPT: (
+                (
+                    "special = torch.isin(ids, torch.tensor(SPECIAL_IDS))",
+                    "special = torch.isin(ids, torch.tensor([PAD_ID, CLS_ID, SEP_ID]))",
+                ),
+            )
+        },
+    ),
+    Variant(  # the selection's random number also decides the fate: right only at rate 1
+        "fate-from-selection-number",
+        fails={"test_corrupt_replacement": "always-mask-token"},
+        edits={
+            _CORRUPT: (
+                (
+                    "fate = torch.rand(ids.shape, generator=generator)",
+                    "fate = torch.rand(ids.shape, generator=generator)\n"
+                    "    draw = torch.rand(ids.shape, generator=generator)\n"
+                    "    selected = (draw < mlm_probability) & ~special\n"
+                    "    fate = draw",
+                ),
+            )
+        },
+    ),
     Variant(  # the masking writes into the caller's tensor (input_ids.long() is input_ids)
         "modifies-input",
         fails=dict.fromkeys(
@@ -194,6 +221,18 @@ _EX3 = [
         "softmax-overflow",
         fails={"test_softmax_large_logits": "softmax-overflow"},
         edits={"softmax": (("scaled - scaled.amax(dim=-1, keepdim=True)", "scaled"),)},
+    ),
+    Variant(  # the mean of the row sums is 1, each row need not be
+        "mean-of-row-sums",
+        fails={"test_is_valid_distribution": "checks-total-sum"},
+        edits={
+            _VALID: (
+                (
+                    "return bool(((probs.sum(dim=-1) - 1).abs() <= 1e-6).all())",
+                    "return bool((probs.sum(dim=-1).mean() - 1).abs() <= 1e-6)",
+                ),
+            )
+        },
     ),
     Variant(
         "negative-probability",

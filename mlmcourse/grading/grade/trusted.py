@@ -454,7 +454,7 @@ def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:
                                                     list | tuple):
             try:
                 namespace[name] = copy.deepcopy(value, memo)
-            except Exception:  # a value that cannot be copied is never an argument
+            except Exception:  # one that cannot be copied stays shared
                 pass
     return namespace
 
