@@ -54,8 +54,9 @@ APT_PACKAGES = ["qemu-system-x86", "linux-image-amd64", "busybox-static"]
 VIRTME_NG = "virtme-ng==1.42"
 VNG_HOME = Path(os.environ.get("MLMCOURSE_VNG", Path.home() / ".cache" / "mlmcourse" / "vng"))
 VM_MEMORY, VM_CPUS = "4G", 2
-VM_SECONDS = 900  # the whole VM, boot to power-off; the leg's budget in CI is about 15 minutes
-GRADE_TIMEOUT = 120  # per notebook, both hosts (the default of `mlmcourse grade`)
+VM_SECONDS = 1200  # the whole VM, boot to power-off: the leg's budget in CI
+GRADE_TIMEOUT = 900  # per notebook, both hosts: emulation is ~10x slower, and a busy neighbour
+# in the same slot leaves a notebook a fraction of one emulated CPU
 # folders that virtme-ng mounts afresh in the VM (tmpfs): the host's files there are not seen
 HIDDEN_IN_VM = [Path(p) for p in ("/run", "/dev/shm", "/var/tmp", "/var/log", "/var/cache",
                                   "/var/lib/apt", "/var/lib/private")]
@@ -66,15 +67,14 @@ CONTROLLERS = {"cpu", "memory", "pids"}
 # assignment is trial.py's softmax (4 auto-graded points, one written answer)
 CLASS: dict[str, tuple[str, object]] = {
     "honest_a": ("graded", 4.0),
-    "honest_b": ("needs_manual", 4.0),
     "blank_release": ("graded", 0.0),
     "memory_hog": ("failed", "memory limit"),
     "fork_bomb": ("graded", 4.0),
     "busy_children": ("graded", 4.0),
     "kill_everything": ("graded", 4.0),
-    "kill_parent": ("graded", 4.0),
-    "os_exit": ("failed", "exited"),
 }
+"""The issue's minimum, kept small: under software emulation every student costs about ten
+times what it costs on the host."""
 
 
 # --- the class, on either host -----------------------------------------------------------------
