@@ -65,18 +65,18 @@ class Entry:
             return safe_id(self.lms_id)
         # a name of the student's own that is not an id as it stands ("ana\n", "José"): its
         # safe form and a digest of it, so that it can never look like another student's id
-        return safe_id(f"{safe_id(self.lms_id)}-{_digest(self.lms_id)}")
+        return safe_id(self.lms_id, marked=True)
 
 
-def safe_id(text: str) -> str:
+def safe_id(text: str, marked: bool = False) -> str:
     """``text`` as a usable student id, the same for the same text: itself when it is one,
     else lower case without accents, runs of other characters as ``-``, and a short hash of
-    ``text`` when too little is left (or it was cut to length)."""
+    ``text`` when too little is left, it was cut to length, or ``marked`` asks for one."""
     if SAFE_ID.fullmatch(text):
         return text
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     plain = re.sub(r"[^a-z0-9._@+]+", "-", plain).strip("-._@+")
-    if len(plain) < 2 or len(plain) > 100:
+    if marked or len(plain) < 2 or len(plain) > 100:
         digest = _digest(text)
         plain = f"{plain[:100]}-{digest}".strip("-") if plain else f"s-{digest}"
     return plain
