@@ -165,6 +165,9 @@ def _sandbox_main(shell: Any, policy: Policy | None, syscalls: pyseccomp.Syscall
         sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # type: ignore[misc]
         if policy is None:
             os.setsid()
+            # without isolation there is no PID namespace to end with the grader: the kernel
+            # dies with its zygote (a killed grader leaves no student code running)
+            linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
             os.fchdir(workdir_fd)
             os.close(workdir_fd)
         else:
