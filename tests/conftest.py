@@ -45,6 +45,25 @@ def needs_root(unavailable: Callable[[str], None]) -> None:
         unavailable("the sandbox needs root (namespaces, cgroups, a uid per submission)")
 
 
+@pytest.fixture(scope="module")
+def zygote_of(policy: object) -> Iterator[Callable[[object], object]]:
+    """For the sandbox's tests (their module defines ``policy``): ``zygote_of(p)`` is the zygote
+    of policy ``p``, made once (a zygote's sandboxes all follow the policy it was forked with);
+    all are closed before the module's cgroups are removed."""
+    from mlmcourse.grading.sandbox.host import Zygote
+
+    made: dict[object, Zygote] = {}
+
+    def get(wanted: object) -> Zygote:
+        if wanted not in made:
+            made[wanted] = Zygote(wanted)
+        return made[wanted]
+
+    yield get
+    for zygote in made.values():
+        zygote.close()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -39,22 +39,6 @@ def policy() -> Iterator[Policy]:
 
 
 @pytest.fixture(scope="module")
-def zygote_of(policy: Policy) -> Iterator[Callable[[Policy], Zygote]]:
-    """``zygote_of(p)``: the zygote of policy ``p``, made once (a zygote's sandboxes all follow
-    the policy it was forked with); all are closed before the run's cgroups are removed."""
-    made: dict[Policy, Zygote] = {}
-
-    def get(wanted: Policy) -> Zygote:
-        if wanted not in made:
-            made[wanted] = Zygote(wanted)
-        return made[wanted]
-
-    yield get
-    for zygote in made.values():
-        zygote.close()
-
-
-@pytest.fixture(scope="module")
 def zygote(zygote_of: ZygoteOf, policy: Policy) -> Zygote:
     """The zygote of the default policy."""
     return zygote_of(policy)

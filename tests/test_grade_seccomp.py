@@ -96,22 +96,6 @@ def policy(needs_root: None) -> Iterator[Policy]:
 ZygoteOf = Callable[[Policy], Zygote]
 
 
-@pytest.fixture(scope="module")
-def zygote_of(policy: Policy) -> Iterator[ZygoteOf]:
-    """``zygote_of(p)``: the zygote of policy ``p`` (its sandboxes all follow it), made once;
-    all are closed before the run's cgroups are removed."""
-    made: dict[Policy, Zygote] = {}
-
-    def get(wanted: Policy) -> Zygote:
-        if wanted not in made:
-            made[wanted] = Zygote(wanted)
-        return made[wanted]
-
-    yield get
-    for zygote in made.values():
-        zygote.close()
-
-
 def _spawn(zygote: Zygote, tmp_path: Path) -> Sandbox:
     workdir = tmp_path / f"work{len(list(tmp_path.iterdir()))}"
     workdir.mkdir(mode=0o700)
