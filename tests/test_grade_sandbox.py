@@ -178,6 +178,9 @@ def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
     sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=128 * 1024**2)
     try:
         reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + PATIENCE)
+    except SandboxGone as exc:
+        ended = sandbox.close(grace=5.0)  # so that the failure says how it ended
+        reply = [str(exc), ended, describe_exit(ended, sandbox.limits), sandbox.take_output()]
     finally:
         sandbox.close()
     assert reply[:2] == ["error", "MemoryError"], reply

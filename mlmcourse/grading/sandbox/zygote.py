@@ -13,6 +13,7 @@ ended and kills whatever is left but itself.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
@@ -131,11 +132,14 @@ def settle_image() -> None:
             len(fields) < 6 or fields[5] == "[heap]")
         start = -(-low // linux.HUGE_PAGE) * linux.HUGE_PAGE
         end = high // linux.HUGE_PAGE * linux.HUGE_PAGE
-        if private_anonymous and end > start:
+        for _ in range(3 if private_anonymous and end > start else 0):
             try:
                 linux.madvise(start, end - start, linux.MADV_COLLAPSE)
-            except OSError:
-                pass  # not collapsible (too sparse, or a kernel without MADV_COLLAPSE)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    break  # not collapsible (too sparse, or a kernel without MADV_COLLAPSE)
+                # EAGAIN: a page of the range was busy for a moment; the range is tried again
 
 
 def _reap_orphans(seconds: float = 2.0) -> None:
