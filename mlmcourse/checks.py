@@ -17,6 +17,7 @@ import decimal
 import json
 import math
 import numbers
+import re
 from collections.abc import Collection, Mapping
 from importlib import resources
 
@@ -24,6 +25,7 @@ CATALOGUE: dict[str, str] = json.loads(
     resources.files("mlmcourse").joinpath("data", "misconceptions.json").read_text("utf-8"))
 """The course's misconceptions: id -> the feedback sentence that explains it (the data lives in
 ``mlmcourse/data/misconceptions.json``, beside the course, not in the grader)."""
+_CODE = re.compile(r"^\[([a-z0-9-]+)\] ")
 
 
 def explain(code: str) -> str:
@@ -41,6 +43,13 @@ class Misconception(AssertionError):
         self.code = code
         message = f"[{code}] {CATALOGUE[code]}"
         super().__init__(f"{message} {detail}".strip())
+
+
+def misconception_code(message: str) -> str | None:
+    """The code of the misconception a failure's message names (``"[code] sentence"``, as
+    :class:`Misconception` writes it, possibly after ``"TypeName: "``), else ``None``."""
+    match = _CODE.match(message) or _CODE.match(message.split(": ", 1)[-1])
+    return match.group(1) if match else None
 
 
 def require_choice(answer: object, options: Collection[str], name: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import decimal
 import fractions
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +19,13 @@ import torch
 from mlmcourse.checks import as_real, require_number
 from mlmcourse.grading.grade import trusted
 from mlmcourse.grading.sandbox import kernel, protocol
+from mlmcourse.grading.sandbox.messages import (
+    Get,
+    Reply,
+    Request,
+    reply_from_wire,
+    request_from_wire,
+)
 
 
 class _Run:
@@ -29,10 +35,10 @@ class _Run:
         self.shell = SimpleNamespace(user_ns={})
         exec(source, self.shell.user_ns)
 
-    def request(self, message: list, *, strict: bool = False) -> Any:
-        request = protocol.decode(protocol.encode(message, strict=True))
+    def request(self, message: Request, *, strict: bool = False) -> Reply:
+        request = request_from_wire(protocol.decode(protocol.encode(message.to_wire())))
         reply = kernel._handle(self.shell, request)
-        return protocol.decode(protocol.encode(reply, strict=False))
+        return reply_from_wire(protocol.decode(protocol.encode(reply.to_wire(), strict=False)))
 
     value_or_raise = trusted.GradingRun.value_or_raise
     note_memory = trusted.GradingRun.note_memory
@@ -75,7 +81,7 @@ def test_setup_values_are_private_to_a_submission() -> None:
 def test_every_real_number_arrives_as_a_number(value: object) -> None:
     answer = _Run("from decimal import Decimal\nfrom fractions import Fraction\n"
                   f"import numpy as np\nanswer = {value!r}")
-    reply = answer.request(["get", "answer"])
+    reply = answer.request(Get("answer"))
     got = answer.value_or_raise(reply)
     require_number(got, "answer")
     assert as_real(got, "answer") == pytest.approx(0.51, abs=1e-6)

@@ -28,8 +28,9 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from mlmcourse.checks import CATALOGUE
-from mlmcourse.grading.authoring.check import CellResult, cell_results
+from mlmcourse.grading.authoring.check import cell_results
 from mlmcourse.grading.authoring.release import release
+from mlmcourse.grading.model import CellResult
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book" / "exercises"
@@ -221,7 +222,8 @@ def test_book_page_points_match_notebook(assignment: str) -> None:
     assert re.search(rf"\[{assignment}\]\({assignment}\.md\)\s*\|[^|\n]*\|\s*{total:g}\s*\|", index)
 
 
-def _run_all(notebooks: list[nbformat.NotebookNode], cwd: Path) -> list[list[CellResult]]:
+def _run_all(notebooks: list[nbformat.NotebookNode], cwd: Path
+             ) -> list[dict[str, CellResult]]:
     """Execute the notebooks one after another in one kernel, reset between them (fast)."""
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(cwd))
@@ -262,14 +264,15 @@ def test_submissions_fail_exactly_the_intended_tests(assignment: str, course: Pa
     ]
     outcomes = _run_all([solution, released, *submissions], course / "source" / assignment)
 
-    failed = [r for r in outcomes[0] if not r.passed]
+    failed = {g: r.message for g, r in outcomes[0].items() if not r.passed}
     assert not failed, f"the solution fails: {failed}"
-    assert outcomes[1] and not any(r.passed for r in outcomes[1]), "the release passes a test"
+    assert outcomes[1] and not any(r.passed for r in outcomes[1].values()), \
+        "the release passes a test"
     problems = []
     for (student, case), results in zip(cases.items(), outcomes[2:], strict=True):
-        got = {r.grade_id: r.misconception for r in results if not r.passed}
+        got = {g: r.misconception for g, r in results.items() if not r.passed}
         if got != case.fails:
-            errors = {r.grade_id: r.error[:160] for r in results if not r.passed}
+            errors = {g: r.message[:160] for g, r in results.items() if not r.passed}
             problems.append(f"{student}: expected {case.fails}, got {got} {errors}")
     assert not problems, "\n".join(problems)
 
@@ -304,7 +307,7 @@ def test_visible_checks_name_the_main_misconceptions(course: Path) -> None:
     problems = []
     for (assignment, name, fails), results in zip(expected, outcomes, strict=True):
         # without the hidden tests a test cell may pass, but what fails names the misconception
-        got = {r.grade_id: r.misconception for r in results if not r.passed}
+        got = {g: r.misconception for g, r in results.items() if not r.passed}
         if not got or not got.items() <= fails.items():
             problems.append(f"{assignment} {name}: expected {fails}, got {got}")
     assert not problems, "\n".join(problems)

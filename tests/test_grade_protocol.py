@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlmcourse.grading.sandbox import protocol
+from mlmcourse.grading.model import MAX_MESSAGE_CHARS
+from mlmcourse.grading.sandbox import messages, protocol
 
 
 @pytest.mark.parametrize("value", [
@@ -258,3 +259,45 @@ def test_the_sandboxs_async_check_is_ipythons() -> None:
         assert quick(source, transformed_cell=cell) == shell.should_run_async(
             source, transformed_cell=cell), source
     assert all(shell.should_run_async(s, transformed_cell=s) for s in ASYNC_CELLS)
+
+
+EVERY_MESSAGE = [
+    messages.Run("x = 1"), messages.Get("x"), messages.Call("f", [1, [2.0]], {"k": "v"}),
+    messages.Forbid(("torch.softmax", "torch.Tensor.softmax"), "test_softmax"),
+    messages.Ready(), messages.Refused("mount: EPERM"), messages.Ok(),
+    messages.Raised("ValueError", "bad"), messages.Value({"w": [1, 2]}), messages.Missing(),
+    messages.Returned(3, [1], {"k": 2}, None), messages.Returned([1], [[1]], {}, 0),
+    messages.Returned(2, [], {"k": 2}, "k"),
+]
+
+
+@pytest.mark.parametrize("message", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_every_message_crosses_the_wire_as_itself(message: object) -> None:
+    wire = protocol.decode(protocol.encode(message.to_wire()))  # type: ignore[attr-defined]
+    reader = (messages.request_from_wire if isinstance(message, messages.Request)
+              else messages.reply_from_wire)
+    assert reader(wire) == message
+
+
+@pytest.mark.parametrize("wire", [
+    None, [], "ok", ["ok", 1], ["value"], ["returned", 1, [], {}], ["error", "ValueError"],
+    ["error", 1, "message"], ["returned", 1, "args", {}, None], ["returned", 1, [], [], None],
+    ["returned", 1, [], {}, 1.5], ["refused", None], ["run", "x = 1"], ["OK"], [b"ok"],
+])
+def test_the_grader_refuses_every_reply_outside_the_table(wire: object) -> None:
+    """A kernel is student code: a forged or malformed reply is refused, never guessed at."""
+    with pytest.raises(messages.BadReply):
+        messages.reply_from_wire(wire)
+
+
+@pytest.mark.parametrize("wire", [["run"], ["run", 1], ["call", "f", (), {}],
+                                  ["forbid", ["a", 1], "q"], ["value", 1], ["get", "x", "y"]])
+def test_the_kernel_refuses_every_request_outside_the_table(wire: object) -> None:
+    with pytest.raises(messages.BadRequest):
+        messages.request_from_wire(wire)
+
+
+def test_reply_messages_are_cut_to_the_one_message_limit() -> None:
+    reply = messages.reply_from_wire(["error", "E" * 5000, "m" * 5000])
+    assert isinstance(reply, messages.Raised)
+    assert len(reply.type_name) == len(reply.message) == MAX_MESSAGE_CHARS

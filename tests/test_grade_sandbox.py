@@ -19,6 +19,7 @@ from mlmcourse.grading.sandbox import cgroups, uids
 from mlmcourse.grading.sandbox import policy as policy_module
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
 from mlmcourse.grading.sandbox.isolation import cgroup_slot
+from mlmcourse.grading.sandbox.messages import Get, Ok, Raised, Run, Value
 from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +60,11 @@ def _spawn(zygote_of: ZygoteOf, policy: Policy, tmp_path: Path,
 
 def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = PATIENCE
           ) -> object:
-    reply = sandbox.exchange(["run", code], time.monotonic() + seconds)
-    assert reply == ["ok"], (reply, sandbox.take_output())
-    return sandbox.exchange(["get", name], time.monotonic() + seconds)[1]
+    reply = sandbox.exchange(Run(code), time.monotonic() + seconds)
+    assert reply == Ok(), (reply, sandbox.take_output())
+    value = sandbox.exchange(Get(name), time.monotonic() + seconds)
+    assert isinstance(value, Value), value
+    return value.value
 
 
 READ = '''import os
@@ -177,13 +180,14 @@ def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
                                                          policy: Policy, tmp_path: Path) -> None:
     sandbox = _spawn(zygote_of, policy, tmp_path, memory_bytes=128 * 1024**2)
     try:
-        reply = sandbox.exchange(["run", "x = bytearray(1024**3)"], time.monotonic() + PATIENCE)
+        reply = sandbox.exchange(Run("x = bytearray(1024**3)"), time.monotonic() + PATIENCE)
     except SandboxGone as exc:
         ended = sandbox.close(grace=5.0)  # so that the failure says how it ended
-        reply = [str(exc), ended, describe_exit(ended, sandbox.limits), sandbox.take_output()]
+        gone = (str(exc), ended, describe_exit(ended, sandbox.limits), sandbox.take_output())
+        pytest.fail(f"the sandbox ended instead of raising MemoryError: {gone}")
     finally:
         sandbox.close()
-    assert reply[:2] == ["error", "MemoryError"], reply
+    assert isinstance(reply, Raised) and reply.type_name == "MemoryError", reply
     # several processes, each under the per-process limit, together over the cgroup's: the
     # kernel kills one (or the kernel process itself) for memory
     code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
@@ -239,7 +243,7 @@ def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
                                                     tmp_path: Path) -> None:
     sandbox = _spawn(zygote_of, policy, tmp_path, output_bytes=100_000)
     with pytest.raises(SandboxGone, match="output limit"):
-        sandbox.exchange(["run", "while True: print('x' * 1000)"],
+        sandbox.exchange(Run("while True: print('x' * 1000)"),
                          time.monotonic() + PATIENCE)
     sandbox.close()
     code = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
@@ -247,7 +251,7 @@ def test_output_limit_and_timeout_end_every_process(zygote_of: ZygoteOf,
     sandbox = _spawn(zygote_of, policy, tmp_path)
     started = time.monotonic()
     with pytest.raises(SandboxGone, match="timeout"):
-        sandbox.exchange(["run", code], time.monotonic() + 1)
+        sandbox.exchange(Run(code), time.monotonic() + 1)
     sandbox.close()
     assert time.monotonic() - started < 5
     procs = cgroup_slot(policy, zygote.pid).control("cgroup.procs")
@@ -294,7 +298,7 @@ def test_cpu_share_is_one_cpu_and_cpu_time_is_limited(zygote_of: ZygoteOf,
     assert seen["nr_periods"] > 0, seen
     sandbox = _spawn(zygote_of, policy, tmp_path, cpu_seconds=1)
     with pytest.raises(SandboxGone, match="exited"):
-        sandbox.exchange(["run", "while True: pass"], time.monotonic() + PATIENCE)
+        sandbox.exchange(Run("while True: pass"), time.monotonic() + PATIENCE)
     kind, reason = describe_exit(sandbox.close(2.0), sandbox.limits)
     assert kind == "cpu_time" and "CPU time limit 1 s" in reason
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from mlmcourse.grading.cli import grade as grade_cli
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote
+from mlmcourse.grading.sandbox.messages import Get, Ok, Run, Value
 from mlmcourse.grading.sandbox.policy import (
     REFUSED_SYSCALLS,
     Limits,
@@ -106,9 +107,11 @@ def _eval(zygote: Zygote, tmp_path: Path, code: str, seconds: float = 60) -> obj
     """The value of ``result`` after ``code`` runs in a fresh sandbox of ``zygote``."""
     sandbox = _spawn(zygote, tmp_path)
     try:
-        reply = sandbox.exchange(["run", code], time.monotonic() + seconds)
-        assert reply == ["ok"], (reply, sandbox.take_output())
-        return sandbox.exchange(["get", "result"], time.monotonic() + seconds)[1]
+        reply = sandbox.exchange(Run(code), time.monotonic() + seconds)
+        assert reply == Ok(), (reply, sandbox.take_output())
+        value = sandbox.exchange(Get("result"), time.monotonic() + seconds)
+        assert isinstance(value, Value), value
+        return value.value
     finally:
         sandbox.close()
 

@@ -110,3 +110,19 @@ def test_check_rejects_a_notebook_without_tests(tmp_path: Path) -> None:
     result = subprocess.run([*CHECK, str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "no test cells" in result.stderr
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ("Misconception: [dropped-minus-sign] The loss is minus the log.", "dropped-minus-sign"),
+    ("[softmax-overflow] exp of a large logit overflows", "softmax-overflow"),
+    ("AssertionError: Set answer_a to one of 'A', 'B' (a string), got 3.", None),
+    ("AssertionError: see [dropped-minus-sign] below", None),  # only a leading code counts
+    ("", None),
+])
+def test_a_failure_names_its_misconception_by_a_leading_code(message: str,
+                                                              code: str | None) -> None:
+    from mlmcourse.checks import Misconception, misconception_code
+
+    assert misconception_code(message) == code
+    assert misconception_code(f"Misconception: {Misconception('gradient-ascent')}") \
+        == "gradient-ascent"

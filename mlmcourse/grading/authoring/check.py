@@ -6,35 +6,16 @@ from __future__ import annotations
 
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
+from mlmcourse.checks import misconception_code
 from mlmcourse.grading.inputs.notebook import parse_cells
+from mlmcourse.grading.model import CellResult
 
-_MISCONCEPTION = re.compile(r"^\[([a-z0-9-]+)\] ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """The outcome of one test cell: ``error`` is ``""`` when it passed."""
-
-    grade_id: str
-    points: float
-    error: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return not self.error
-
-    @property
-    def misconception(self) -> str | None:
-        """The misconception code the failure names, if any."""
-        match = _MISCONCEPTION.match(self.error.split(": ", 1)[-1])
-        return match.group(1) if match else None
 
 
 def execute(nb: NotebookNode, cwd: Path, timeout: float = 300) -> NotebookNode:
@@ -58,9 +39,10 @@ def execute(nb: NotebookNode, cwd: Path, timeout: float = 300) -> NotebookNode:
     return nb
 
 
-def cell_results(nb: NotebookNode) -> list[CellResult]:
-    """The outcome of every test cell of an executed notebook, in notebook order."""
-    results = []
+def cell_results(nb: NotebookNode) -> dict[str, CellResult]:
+    """The outcome of every test cell of an executed notebook, by ``grade_id`` in notebook
+    order: the grader's own record, with the points a passing cell would earn."""
+    results = {}
     for parsed, cell in zip(parse_cells(nb), nb.cells, strict=True):
         if not parsed.is_test:
             continue
@@ -71,19 +53,22 @@ def cell_results(nb: NotebookNode) -> list[CellResult]:
             message = message or "the cell raised an error"
         elif not cell.get("execution_count"):
             message = "the cell did not run"
-        results.append(CellResult(parsed.grade_id or "?", parsed.points, message))
+        passed = not message
+        results[parsed.grade_id or "?"] = CellResult(
+            "test", parsed.points, parsed.points if passed else 0.0, passed, message,
+            misconception_code(message))
     return results
 
 
-def summary(results: list[CellResult]) -> str:
+def summary(results: dict[str, CellResult]) -> str:
     """A readable per-question report of ``results``: which visible checks pass, and why the
     others fail. Never a score: the grade also depends on hidden tests and written answers."""
     lines = []
-    for r in results:
-        lines.append(f"{'passed' if r.passed else 'FAILED':6}  {r.grade_id}")
+    for grade_id, r in results.items():
+        lines.append(f"{'passed' if r.passed else 'FAILED':6}  {grade_id}")
         if not r.passed:
-            lines.append(f"        {r.error}")
-    passed = sum(r.passed for r in results)
+            lines.append(f"        {r.message}")
+    passed = sum(bool(r.passed) for r in results.values())
     lines.append(
         f"visible checks: {passed} of {len(results)} passed; the grade also uses hidden tests"
         " (and written answers are graded by hand)."

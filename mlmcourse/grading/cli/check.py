@@ -45,4 +45,4 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     print(summary(results))
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r.passed for r in results.values()) else 1

@@ -41,6 +41,18 @@ from mlmcourse.grading.model import MAX_MESSAGE_CHARS, CellResult, Failure, Resu
 from mlmcourse.grading.outputs.autograded import autograded_notebook
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
+from mlmcourse.grading.sandbox.messages import (
+    Call,
+    Forbid,
+    Get,
+    Missing,
+    Raised,
+    Reply,
+    Request,
+    Returned,
+    Run,
+    Value,
+)
 from mlmcourse.grading.sandbox.policy import Limits
 
 MAX_CELL_OUTPUT_CHARS = 20_000
@@ -106,7 +118,7 @@ def load_trusted(source_path: Path) -> TrustedAssignment:
                     raise SetupFailed(f"the setup cell {cell.grade_id} fails in the grader: "
                                       f"{type(exc).__name__}: {exc}") from exc
                 refs |= referenced_names(cell.source)
-    tests = {cell.grade_id: (compile(transformer.transform_cell(cell.source),
+    tests = {cell.graded_id: (compile(transformer.transform_cell(cell.source),
                                      f"<test {cell.grade_id}>", "exec"),
                              referenced_names(cell.source))
              for cell in source.cells if cell.is_test}
@@ -148,21 +160,23 @@ class SandboxFunction:
         self._run, self.__name__ = run, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        reply = self._run.request(["call", self.__name__, list(args), kwargs], strict=True)
-        if isinstance(reply, list) and len(reply) == 5 and reply[0] == "value":
-            _, result, after_args, after_kwargs, same = reply
-            if isinstance(after_args, list) and len(after_args) == len(args):
-                for original, after in zip(args, after_args, strict=True):
+        reply = self._run.request(Call(self.__name__, list(args), kwargs), strict=True)
+        if isinstance(reply, Returned):
+            if len(reply.args) == len(args):
+                for original, after in zip(args, reply.args, strict=True):
                     copy_back(original, after)
-            if isinstance(after_kwargs, dict) and after_kwargs.keys() == kwargs.keys():
-                for key, after in after_kwargs.items():
+            if reply.kwargs.keys() == kwargs.keys():
+                for key, after in reply.kwargs.items():
                     copy_back(kwargs[key], after)
-            if type(same) is int and 0 <= same < len(args):
-                return args[same]
-            if type(same) is str and same in kwargs:
-                return kwargs[same]
-            reply = ["value", result]
+            if type(reply.same) is int and 0 <= reply.same < len(args):
+                return args[reply.same]
+            if type(reply.same) is str and reply.same in kwargs:
+                return kwargs[reply.same]
+            reply = Value(reply.result)
         return self._run.value_or_raise(reply)
+
+    def __repr__(self) -> str:
+        return f"<student function {self.__name__}>"
 
 
 def copy_back(original: Any, after: Any) -> Any:
@@ -192,17 +206,14 @@ def copy_back(original: Any, after: Any) -> Any:
         original.update(merged)
         return original
     if type(original) is list and type(after) is list:
-        merged = [copy_back(o, a) for o, a in zip(original, after, strict=False)]
-        original[:] = merged + after[len(original):]
+        items = [copy_back(o, a) for o, a in zip(original, after, strict=False)]
+        original[:] = items + after[len(original):]
         return original
     if type(original) is tuple and type(after) is tuple and len(original) == len(after):
         for o, a in zip(original, after, strict=True):
             copy_back(o, a)
         return original
     return after
-
-    def __repr__(self) -> str:
-        return f"<student function {self.__name__}>"
 
 
 @dataclass
@@ -221,11 +232,14 @@ class GradingRun:
     fetched: set[str] = field(default_factory=set)
     outputs: dict[int, list[dict]] = field(default_factory=dict)
 
-    def request(self, message: list, *, strict: bool = False) -> Any:
+    def request(self, message: Request, *, strict: bool = False) -> Reply:
+        """Send ``message`` and return the sandbox's reply (``SandboxGone`` once it is gone:
+        the run records why). ``strict``: arguments that are not plain data raise
+        ``TypeError`` here, before anything is sent."""
         if self.sandbox is None:
             raise SandboxGone(self.dead, self.dead_reason)
         if strict:
-            protocol.encode(message)  # raises TypeError on non-plain arguments, before sending
+            protocol.encode(message.to_wire())
         try:
             return self.sandbox.exchange(message, self.deadline)
         except SandboxGone as exc:
@@ -248,16 +262,16 @@ class GradingRun:
         else:  # a reply the grader refuses, or a set-up refused (its message says why)
             self.dead, self.dead_reason = failure, what
 
-    def value_or_raise(self, reply: Any) -> Any:
-        if not isinstance(reply, list) or not reply:
-            raise StudentCodeError("the sandbox sent an unexpected reply")
-        if reply[0] == "value" and len(reply) == 2:
-            value = reply[1]
-            if isinstance(value, protocol.Callable):
-                return SandboxFunction(self, value.name)
-            return value
-        if reply[0] == "error" and len(reply) == 3:
-            name, message = str(reply[1]), str(reply[2])
+    def value_or_raise(self, reply: Reply) -> Any:
+        """The value a :class:`Value` reply carries (a student's function as a
+        :class:`SandboxFunction`), or the exception a :class:`Raised` one reports, re-raised
+        as its built-in type where it has one."""
+        if isinstance(reply, Value):
+            if isinstance(reply.value, protocol.Callable):
+                return SandboxFunction(self, reply.value.name)
+            return reply.value
+        if isinstance(reply, Raised):
+            name, message = reply.type_name, reply.message
             self.note_memory(name, message)
             kind = getattr(builtins, name) if name in _REBUILDABLE else None
             if kind is None:
@@ -276,8 +290,8 @@ class GradingRun:
     def fetch(self, names: set[str], namespace: dict[str, Any]) -> None:
         """Copy the student's current values of ``names`` into a test namespace."""
         for name in sorted(names):
-            reply = self.request(["get", name])
-            if reply != ["missing"]:
+            reply = self.request(Get(name))
+            if not isinstance(reply, Missing):
                 namespace[name] = self.value_or_raise(reply)
                 self.fetched.add(name)
             elif name in self.fetched:  # the student deleted it since: so does the test's view
@@ -320,15 +334,15 @@ def _failure(exc: BaseException, cell: Cell) -> tuple[str, str, str, str | None]
 
 def _run_student_cell(run: GradingRun, step: Step) -> None:
     if step.cell.forbidden:  # declared by the source cell, never by the submission
-        run.request(["forbid", list(step.cell.forbidden), step.cell.grade_id])
-    reply = run.request(["run", step.submitted_source])
+        run.request(Forbid(tuple(step.cell.forbidden), step.cell.graded_id))
+    reply = run.request(Run(step.submitted_source))
     out = run.outputs.setdefault(step.index, [])
     if run.sandbox is not None:
         text = run.sandbox.take_output()
         if text:
             out.append(_stream(text))
-    if isinstance(reply, list) and len(reply) == 3 and reply[0] == "error":
-        name, message = str(reply[1]), str(reply[2])[:MAX_MESSAGE_CHARS]
+    if isinstance(reply, Raised):
+        name, message = reply.type_name, reply.message
         run.note_memory(name, message)
         out.append(_error(name, message))
         if step.cell.is_setup and not run.setup_failure:  # the instructor's code, broken here
@@ -342,7 +356,7 @@ def _run_test_cell(run: GradingRun, step: Step, namespace: dict, test_refs: set[
     stdout, stderr = io.StringIO(), io.StringIO()
     failure: tuple[str, str, str] | None = None  # (type, message, where) of what it raised
     try:
-        code, refs = run.trusted.tests[cell.grade_id]
+        code, refs = run.trusted.tests[cell.graded_id]
         test_refs |= refs
         run.fetch((test_refs | run.trusted.setup_refs) & run.trusted.source.solution_names,
                   namespace)
@@ -406,8 +420,8 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
                     submission_sha=task.submission_sha, source_sha=source.sha256,
                     settings=task.settings)
     try:
-        if task.problem:
-            raise SubmissionProblem(task.problem)
+        if task.problem or task.notebook is None:
+            raise SubmissionProblem(task.problem or "no notebook was submitted")
         nb = read_submission(Path(task.notebook).read_bytes())
         steps = plan_submission(source, nb)
     except SubmissionProblem as exc:
@@ -472,12 +486,12 @@ def _run_steps(run: GradingRun, steps: list[Step], result: Result) -> None:
                     run.dead_reason else ""
         elif step.kind == "test":
             alive = run.sandbox is not None
-            result.cells[cell.grade_id] = _run_test_cell(run, step, namespace, test_refs)
+            result.cells[cell.graded_id] = _run_test_cell(run, step, namespace, test_refs)
             if alive and run.sandbox is None and " during " not in run.dead_reason:
                 run.dead_reason += f" during cell {step.index + 1}"
         elif step.kind == "written":
             given = written_answer_given(step.submitted_source)
-            result.cells[cell.grade_id] = CellResult(
+            result.cells[cell.graded_id] = CellResult(
                 "written", cell.points, None if given else 0.0, None,
                 "to be graded by hand" if given else "no answer written")
 
@@ -488,9 +502,9 @@ def _collect_answers(run: GradingRun, result: Result) -> None:
         if run.sandbox is None:
             return
         with contextlib.suppress(SandboxGone):
-            reply = run.request(["get", name])
-            if isinstance(reply, list) and reply[:1] == ["value"] and len(reply) == 2:
-                result.answers[name] = _answer_value(reply[1])
+            reply = run.request(Get(name))
+            if isinstance(reply, Value):
+                result.answers[name] = _answer_value(reply.value)
 
 
 def _conclude(run: GradingRun, result: Result) -> None:

@@ -43,6 +43,14 @@ class Cell:
     ``metadata.mlmcourse.forbidden``)."""
 
     @property
+    def graded_id(self) -> str:
+        """The ``grade_id`` of a cell nbgrader grades or locks (tests, solutions, written
+        answers and setup cells all have one)."""
+        if self.grade_id is None:
+            raise ValueError(f"cell {self.index + 1} has no nbgrader grade_id")
+        return self.grade_id
+
+    @property
     def is_test(self) -> bool:
         return self.cell_type == "code" and self.grade and not self.solution
 

@@ -1,5 +1,6 @@
 """The grader's side of a sandbox: a worker's handle on its zygote (:class:`Zygote`), on one
-running sandbox (:class:`Sandbox`: typed requests out, bounded plain-data replies in), and how a
+running sandbox (:class:`Sandbox`: typed requests out, typed replies in, each decoded from bounded
+plain data and checked against :mod:`~mlmcourse.grading.sandbox.messages`), and how a
 sandbox ended (:class:`Exit`, :func:`describe_exit`). The zygote itself, which runs apart in its
 own process, is :mod:`~mlmcourse.grading.sandbox.zygote`.
 """
@@ -12,10 +13,17 @@ import select
 import signal
 import socket
 import time
-from typing import Any
 
 from mlmcourse.grading.model import Failure
 from mlmcourse.grading.sandbox import isolation, protocol
+from mlmcourse.grading.sandbox.messages import (
+    BadReply,
+    Ready,
+    Refused,
+    Reply,
+    Request,
+    reply_from_wire,
+)
 from mlmcourse.grading.sandbox.policy import Limits, Policy
 from mlmcourse.grading.sandbox.zygote import CONTROL_BYTES, start_zygote
 
@@ -79,9 +87,9 @@ class Zygote:
         except SandboxGone:
             sandbox.close()  # collects the exit report, keeping the zygote socket in step
             raise
-        if ready != ["ready"]:
+        if not isinstance(ready, Ready):
             sandbox.close()
-            why = ready[1] if isinstance(ready, list) and len(ready) == 2 else "no reason given"
+            why = ready.reason if isinstance(ready, Refused) else f"it sent {ready}"
             raise SandboxGone(Failure.SANDBOX, f"the sandbox could not be set up ({why})")
         return sandbox
 
@@ -128,13 +136,16 @@ class Sandbox:
         self.output.clear()
         return text
 
-    def exchange(self, request: Any, deadline: float) -> Any:
-        """Send ``request`` (unless None) and return the decoded reply, draining output meanwhile.
+    def exchange(self, request: Request | None, deadline: float) -> Reply:
+        """Send ``request`` (``None``: only wait for the sandbox's first reply, :class:`Ready`
+        or :class:`Refused`) and return the reply, draining output meanwhile.
 
         Decoding counts against ``deadline`` too. Raises ``SandboxGone`` (the sandbox exited,
-        timed out, wrote too much, or sent something that is not a bounded plain-data reply).
+        timed out, wrote too much, or sent something that is not a bounded reply of the
+        messages' table).
         """
-        pending = memoryview(b"" if request is None else protocol.frame(protocol.encode(request)))
+        wire = b"" if request is None else protocol.frame(protocol.encode(request.to_wire()))
+        pending = memoryview(wire)
         reader = protocol.FrameReader(self.limits.reply_bytes)
         output_open = True
         while True:
@@ -167,12 +178,12 @@ class Sandbox:
                     if payload is None:
                         continue
                     self._drain_output()
-                    return protocol.decode(payload, max_items=self.limits.reply_items,
-                                           deadline=deadline)
+                    return reply_from_wire(protocol.decode(
+                        payload, max_items=self.limits.reply_items, deadline=deadline))
                 except TimeoutError:
                     self.kill()
                     raise SandboxGone(Failure.TIMEOUT, "timeout") from None
-                except protocol.ProtocolError as exc:
+                except (protocol.ProtocolError, BadReply) as exc:
                     self.kill()
                     raise SandboxGone(Failure.REPLY, "the sandbox sent a reply the grader "
                                       f"refuses ({exc})") from None

@@ -1,20 +1,14 @@
 """The tiny kernel inside a sandbox child: runs cells, hands out values, calls functions.
 
-Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.protocol` messages:
-
-- ``["run", source]`` -> ``["ok"]`` or ``["error", exception type name, message]``
-- ``["get", name]`` -> ``["value", plain data | Opaque | Callable]`` or ``["missing"]``
-- ``["call", name, args, kwargs]`` -> ``["value", result, args, kwargs, same]`` or
-  ``["error", ...]``: the result (plain data or Opaque), the arguments as the function left them
-  (a function may change its arguments in place, as in the student's own kernel) and ``same``,
-  the position (``int``) or keyword (``str``) of the argument the result *is*, else ``None``
-- ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
-  functions (a reference implementation the question asks students to write themselves)
-  raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
-  request, so re-importing the module in one cell does not undo them in the next.
+It answers the typed requests of :mod:`~mlmcourse.grading.sandbox.messages` (the table there):
+:class:`~.messages.Run` a cell, :class:`~.messages.Get` a value (a function stays here and is
+handed out as a ``Callable`` marker), :class:`~.messages.Call` a function (its arguments come
+back as the function left them), :class:`~.messages.Forbid` reference functions: from then on,
+calling one raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before
+every request, so re-importing the module in one cell does not undo them in the next.
 
 Everything here runs in the sandbox, so none of it is trusted: the grader only relies on the
-decoder of the replies.
+decoder of the replies (:func:`~.messages.reply_from_wire`).
 """
 
 from __future__ import annotations
@@ -25,6 +19,20 @@ from typing import Any
 
 from mlmcourse.grading.model import MAX_MESSAGE_CHARS
 from mlmcourse.grading.sandbox import protocol
+from mlmcourse.grading.sandbox.messages import (
+    BadRequest,
+    Forbid,
+    Get,
+    Missing,
+    Ok,
+    Raised,
+    Reply,
+    Request,
+    Returned,
+    Run,
+    Value,
+    request_from_wire,
+)
 
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
@@ -125,12 +133,12 @@ def make_shell() -> Any:
     return shell
 
 
-def _describe(exc: BaseException) -> list[Any]:
+def _describe(exc: BaseException) -> Raised:
     try:
         message = str(exc)[:MAX_MESSAGE_CHARS]
     except BaseException:  # a student's __str__ may raise anything
         message = "<unprintable message>"
-    return ["error", type(exc).__name__, message]
+    return Raised(type(exc).__name__, message)
 
 
 def _flush() -> None:
@@ -141,32 +149,30 @@ def _flush() -> None:
             pass
 
 
-def _handle(shell: Any, request: list[Any]) -> list[Any]:
-    command = request[0]
-    if command == "forbid":
-        _forbidden.update(dict.fromkeys(request[1], request[2]))
+def _handle(shell: Any, request: Request) -> Reply:
+    if isinstance(request, Forbid):
+        _forbidden.update(dict.fromkeys(request.names, request.question))
         _apply_forbidden()
-        return ["ok"]
+        return Ok()
     _apply_forbidden()
-    if command == "run":
-        result = shell.run_cell(request[1], store_history=True)
+    if isinstance(request, Run):
+        result = shell.run_cell(request.source, store_history=True)
         error = result.error_before_exec or result.error_in_exec
-        return _describe(error) if error is not None else ["ok"]
-    if command == "get":
-        if request[1] not in shell.user_ns:
-            return ["missing"]
-        value = shell.user_ns[request[1]]
-        return ["value", protocol.Callable(request[1]) if callable(value) else value]
-    if command == "call":
-        _, name, args, kwargs = request
-        try:
-            result = shell.user_ns[name](*args, **kwargs)
-        except BaseException as exc:  # reported to the grader as data
-            return _describe(exc)
-        same = next((key for key, arg in [*enumerate(args), *kwargs.items()] if arg is result),
-                    None)
-        return ["value", result, args, kwargs, same]
-    return ["error", "ProtocolError", f"unknown request {command!r}"]
+        return _describe(error) if error is not None else Ok()
+    if isinstance(request, Get):
+        if request.name not in shell.user_ns:
+            return Missing()
+        value = shell.user_ns[request.name]
+        return Value(protocol.Callable(request.name) if callable(value) else value)
+    args, kwargs = request.args, request.kwargs
+    try:
+        result = shell.user_ns[request.name](*args, **kwargs)
+    except BaseException as exc:  # reported to the grader as data
+        return _describe(exc)
+    same: int | str | None = next((i for i, arg in enumerate(args) if arg is result), None)
+    if same is None:
+        same = next((key for key, arg in kwargs.items() if arg is result), None)
+    return Returned(result, args, kwargs, same)
 
 
 def serve(shell: Any, request_fd: int, reply_fd: int) -> None:
@@ -179,11 +185,14 @@ def serve(shell: Any, request_fd: int, reply_fd: int) -> None:
             request = protocol.recv(request_fd, MAX_REQUEST_BYTES)
         except (EOFError, protocol.ProtocolError):
             return
+        reply: Reply
         try:
-            reply = _handle(shell, request)
+            reply = _handle(shell, request_from_wire(request))
+        except BadRequest as exc:
+            reply = Raised("ProtocolError", str(exc))
         except BaseException as exc:
             reply = _describe(exc)
         if os.getpid() != kernel_pid:
             os._exit(0)
         _flush()
-        protocol.send(reply_fd, reply, strict=False)
+        protocol.send(reply_fd, reply.to_wire(), strict=False)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlmcourse.grading.sandbox import cgroups, isolation, linux, protocol
 from mlmcourse.grading.sandbox.kernel import make_shell, serve
+from mlmcourse.grading.sandbox.messages import Ready, Refused
 from mlmcourse.grading.sandbox.policy import Policy
 
 if TYPE_CHECKING:
@@ -179,11 +180,11 @@ def _sandbox_main(shell: Any, policy: Policy | None, syscalls: pyseccomp.Syscall
             if syscalls is None:
                 raise isolation.Refused("system call filter: not built")
             isolation.confine(policy, workdir_fd, syscalls)
-        protocol.send(reply_fd, ["ready"])
+        protocol.send(reply_fd, Ready().to_wire())
     except BaseException as exc:  # fail closed: say why, run nothing
         reason = str(exc) if isinstance(exc, isolation.Refused) else f"{type(exc).__name__}: {exc}"
         try:
-            protocol.send(reply_fd, ["refused", reason])
+            protocol.send(reply_fd, Refused(reason).to_wire())
         finally:
             os._exit(isolation.EXIT_REFUSED)
     try:
