@@ -298,7 +298,7 @@ def _grade_solutions(course: Path) -> None:
                          notebook=str(source_path(course, a))) for a in v.ASSIGNMENTS]
         pool = WorkerPool(1, run.source.warm_modules, run.workroot, run.policy)
         try:
-            graded = {r.assignment: r for r in pool.run(tasks)}
+            graded = {g.result.assignment: g.result for g in pool.run(tasks)}
         finally:
             pool.close()
     finally:

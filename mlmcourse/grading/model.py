@@ -1,5 +1,8 @@
-"""The grader's records: what a worker is asked to grade (:class:`Task`) and what it found
-(:class:`Result`, one :class:`CellResult` per graded cell), with their JSON forms."""
+"""The grader's records, one per lifecycle, with their JSON forms: what a worker is asked to
+grade (:class:`Task`, one per submission), what it sends back over its pipe (:class:`Graded`:
+the verdict and the autograded notebook), and the verdict that is stored, recorded in the
+gradebook and published (:class:`Result`, one :class:`CellResult` per graded cell). What a
+worker is sent once, the sandbox's policy, is :class:`~mlmcourse.grading.sandbox.policy.Policy`."""
 
 from __future__ import annotations
 
@@ -92,7 +95,6 @@ class Result:
     source_sha: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    autograded: dict[str, Any] | None = None
     # set on every run from the submission and the gradebook (see pipeline.publish):
     submitted_at: str = ""  # ISO time in UTC, from timestamp.txt or the zip entry; "" unknown
     seconds_late: float = 0.0  # after the due date (with the student's extension)
@@ -114,8 +116,8 @@ class Result:
         return sum(c.points or 0.0 for c in self.cells.values())
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form; its nested values (answers, the autograded notebook) are the
-        result's own, not copies: serialise it, do not change it."""
+        """The JSON form; its nested values (answers) are the result's own, not copies:
+        serialise it, do not change it."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = str(self.status)
         data["failure"] = None if self.failure is None else str(self.failure)
@@ -135,3 +137,20 @@ class Result:
         """A submission that could not be graded: what kind of problem, and the detail. A
         grader problem is never stored, so the submission is graded again on the next run."""
         return cls(student_id, assignment, max_score, Status.FAILED, reason, failure)
+
+
+@dataclass
+class Graded:
+    """What a worker sends back for one :class:`Task`: the verdict, and the autograded notebook
+    (the submission with the grader's outputs, as nbgrader writes it), which the main process
+    writes to the course folder and then drops: it is never stored or published."""
+
+    result: Result
+    autograded: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.result.to_json(), "autograded": self.autograded}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Graded:
+        return cls(Result.from_json(data["result"]), data.get("autograded"))

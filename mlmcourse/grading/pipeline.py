@@ -33,7 +33,7 @@ from mlmcourse.grading.config import BATCH, CPU_SECONDS_MARGIN, Settings
 from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
 from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
-from mlmcourse.grading.model import Result, Status, Task
+from mlmcourse.grading.model import Graded, Result, Status, Task
 from mlmcourse.grading.outputs import feedback, ownership, report
 from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
@@ -207,13 +207,16 @@ def _task(run: Run, student_id: str, notebook: str | None, problem: str | None,
 
 
 def plan(run: Run, submissions: list[Submission]) -> tuple[dict[str, Result], list[Task]]:
-    """Results that can be reused as they are, and tasks for the rest."""
+    """Results that can be reused as they are (their autograded notebook is still in the
+    course folder: it is not stored with them), and tasks for the rest."""
     reused: dict[str, Result] = {}
     tasks = []
+    autograded = run.settings.course / "autograded"
     for sub in submissions:
         cached = run.store.reusable(sub.student_id, sub.sha256, run.source.sha256,
                                     run.stored_settings())
-        if cached is not None:
+        shown = autograded / sub.student_id / run.settings.assignment / f"{run.notebook}.ipynb"
+        if cached is not None and shown.is_file():
             reused[sub.student_id] = cached
         else:
             tasks.append(_task(run, sub.student_id, str(sub.notebook) if sub.notebook else None,
@@ -240,28 +243,28 @@ def check_solution(run: Run, result: Result) -> None:
 
 
 
-def execute(run: Run, stream: ResultStream) -> Iterator[list[Result]]:
-    """The students' results in completion order, in batches of those that are ready, once the
-    source solution's result (graded first, in the same sandbox) has passed
-    :func:`check_solution`."""
+def execute(run: Run, stream: ResultStream) -> Iterator[list[Graded]]:
+    """What the workers send back for the students, in completion order, in batches of those
+    that are ready, once the source solution's result (graded first, in the same sandbox) has
+    passed :func:`check_solution`."""
     early = []
-    for result in stream:
-        if result.student_id == SOLUTION_ID:
-            check_solution(run, result)
+    for graded in stream:
+        if graded.result.student_id == SOLUTION_ID:
+            check_solution(run, graded.result)
             break
-        early.append(result)
+        early.append(graded)
     batch = early or stream.take(BATCH)
     while batch:
-        for result in batch:
-            if not result.max_score:
-                result.max_score = run.source.max_score
+        for graded in batch:
+            if not graded.result.max_score:
+                graded.result.max_score = run.source.max_score
         yield batch
         batch = stream.take(BATCH)
 
 
-def record(run: Run, gb: object, batch: list[Result],
+def record(run: Run, gb: object, batch: list[Graded],
            previous: dict[str, str | None] | None = None) -> list[Result]:
-    """Store results, write them to the autograded folder and the gradebook, in one
+    """Store results, write their autograded notebooks and the gradebook, in one
     transaction: whoever arrived while the previous batch was being stored (one commit, with
     its disk syncs, per batch rather than per student). Contained: if anything fails, each
     result is recorded again on its own, and the one that fails is ``failed`` (written as such
@@ -270,27 +273,28 @@ def record(run: Run, gb: object, batch: list[Result],
     from mlmcourse.grading.outputs import gradebook
 
     if previous is None:
-        previous = {r.student_id: run.store.stored_submission(r.student_id) for r in batch}
+        previous = {g.result.student_id: run.store.stored_submission(g.result.student_id)
+                    for g in batch}
     try:
-        for result in batch:
+        for graded in batch:
+            result = graded.result
             submitted_at = run.times.get(result.student_id)
             if not result.grader_error:
                 run.store.save(result)
             gradebook.write_autograded(run.settings.course, run.settings.assignment,
-                                       run.notebook, result, submitted_at)
+                                       run.notebook, result.student_id, graded.autograded,
+                                       submitted_at)
             gradebook.record(gb, run.layout, run.notebook, result, submitted_at,
                              resubmitted=previous[result.student_id] not in
                              (None, result.submission_sha))
         gradebook.commit(gb)
-        for result in batch:
-            result.autograded = None  # written: the report needs only the scores
-        return batch
+        return [graded.result for graded in batch]  # the notebooks are written: dropped
     except Exception as exc:  # one submission never stops the class
         gradebook.rollback(gb)
         if len(batch) > 1:
-            return [alone for result in batch
-                    for alone in record(run, gb, [result], previous)]
-        result = batch[0]
+            return [alone for graded in batch
+                    for alone in record(run, gb, [graded], previous)]
+        result = batch[0].result
         failed = Result.failed(result.student_id, run.settings.assignment, run.source.max_score,
                                f"the grader could not record this submission "
                                f"({type(exc).__name__}: {str(exc)[:200]})")
@@ -409,7 +413,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 done = 0
                 if progress:
                     progress(done, len(submissions))
-                reused = [list(results.values())] if results else []
+                reused = [[Graded(r) for r in results.values()]] if results else []
                 for batch in itertools.chain(reused, [first] if first else [], graded):
                     for result in record(run, gb, batch):
                         results[result.student_id] = result

@@ -37,7 +37,15 @@ from mlmcourse.grading.inputs.notebook import (
     referenced_names,
     written_answer_given,
 )
-from mlmcourse.grading.model import MAX_MESSAGE_CHARS, CellResult, Failure, Result, Status, Task
+from mlmcourse.grading.model import (
+    MAX_MESSAGE_CHARS,
+    CellResult,
+    Failure,
+    Graded,
+    Result,
+    Status,
+    Task,
+)
 from mlmcourse.grading.outputs.autograded import autograded_notebook
 from mlmcourse.grading.sandbox import protocol
 from mlmcourse.grading.sandbox.host import Sandbox, SandboxGone, Zygote, describe_exit
@@ -412,8 +420,9 @@ def _answer_value(value: Any) -> Any:
     return value if type(value) in (int, float, bool) else None
 
 
-def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
-    """Grade one submission; never raises for problems of the submission itself."""
+def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Graded:
+    """Grade one submission: its verdict, and its autograded notebook once it could be read.
+    Never raises for problems of the submission itself."""
     started = time.monotonic()
     source = trusted.source
     result = Result(task.student_id, task.assignment, source.max_score,
@@ -427,7 +436,7 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
     except SubmissionProblem as exc:
         result.failure, result.reason = Failure.SUBMISSION, str(exc)
         result.seconds = time.monotonic() - started
-        return result
+        return Graded(result)
     limits = zygote.limits
     workdir = prepare_workdir(Path(task.workroot), task.files)
     deadline = time.monotonic() + task.timeout
@@ -450,9 +459,8 @@ def grade(task: Task, trusted: TrustedAssignment, zygote: Zygote) -> Result:
         if run.sandbox is not None:
             run.sandbox.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    result.autograded = autograded_notebook(nb, source, run.outputs)
     result.seconds = time.monotonic() - started
-    return result
+    return Graded(result, autograded_notebook(nb, source, run.outputs))
 
 
 def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:

@@ -278,16 +278,17 @@ def set_late_penalties(gb: Gradebook, assignment: str, notebook: str,
     gb.db.commit()
 
 
-def write_autograded(course: Path, assignment: str, notebook: str, result: Result,
+def write_autograded(course: Path, assignment: str, notebook: str, student_id: str,
+                     autograded: dict[str, Any] | None,
                      submitted_at: dt.datetime | None = None) -> None:
     """Save the autograded notebook where formgrader looks for it (atomically), with every
     student-controlled renderable part neutralised (formgrader renders it as the instructor),
     and the submission's ``timestamp.txt`` as ``nbgrader autograde`` copies it."""
-    if result.autograded is None:
+    if autograded is None:  # the submission could not be read: nothing to show
         return
-    folder = course / "autograded" / result.student_id / assignment
+    folder = course / "autograded" / student_id / assignment
     write_atomic(folder / f"{notebook}.ipynb",
-                 json.dumps(neutralise_notebook(result.autograded), indent=1, ensure_ascii=False))
+                 json.dumps(neutralise_notebook(autograded), indent=1, ensure_ascii=False))
     stamp = folder / "timestamp.txt"
     if submitted_at is not None:
         write_atomic(stamp, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))

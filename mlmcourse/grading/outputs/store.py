@@ -13,7 +13,7 @@ from pathlib import Path
 from mlmcourse.grading.model import Result
 from mlmcourse.grading.outputs.atomic import write_atomic
 
-RESULT_FORMAT = 4
+RESULT_FORMAT = 5
 
 
 class ResultStore:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlmcourse.grading.config import QUEUED, WORKER_REPLACEMENTS_PER_JOB
-from mlmcourse.grading.model import Result, Task
+from mlmcourse.grading.model import Graded, Result, Task
 from mlmcourse.grading.sandbox.policy import Policy, worker_environment
 from mlmcourse.grading.workers.worker import RETIRE
 
@@ -98,7 +98,7 @@ def launch(workers: list[Worker], warm_modules: list[str], workroot: Path,
     return server
 
 
-class ResultStream(Iterator[Result]):
+class ResultStream(Iterator[Graded]):
     """The results of :meth:`WorkerPool.run` in completion order: iterate over them one by one,
     or :meth:`take` all those that have arrived (so that their caller can store them
     together)."""
@@ -107,7 +107,7 @@ class ResultStream(Iterator[Result]):
         self.results = results
         self.ended = False
 
-    def __next__(self) -> Result:
+    def __next__(self) -> Graded:
         if self.ended:
             raise StopIteration
         item = self.results.get()
@@ -119,7 +119,7 @@ class ResultStream(Iterator[Result]):
             raise item
         return item
 
-    def take(self, most: int) -> list[Result]:
+    def take(self, most: int) -> list[Graded]:
         """The next result (waiting for it) and up to ``most - 1`` more that have already
         arrived; an empty list once every result was taken."""
         taken = list(itertools.islice(self, 1))
@@ -150,7 +150,7 @@ class WorkerPool:
         for worker in self.workers:
             selector.register(worker.results, selectors.EVENT_READ, worker)
             self._feed(worker, pending)
-        results: queue.SimpleQueue[Result | BaseException | None] = queue.SimpleQueue()
+        results: queue.SimpleQueue[Graded | BaseException | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, args=(selector, pending, results),
                                        name="grading-pool", daemon=True)
         self.thread.start()
@@ -173,7 +173,7 @@ class WorkerPool:
             worker.send(pending.pop())
 
     def _results(self, selector: selectors.BaseSelector, pending: list[Task]
-                 ) -> Iterator[Result]:
+                 ) -> Iterator[Graded]:
         while any(w.queued for w in self.workers) and not self.closing:
             for key, _ in selector.select(timeout=1.0):
                 worker: Worker = key.data
@@ -187,16 +187,16 @@ class WorkerPool:
                         else:
                             worker.queued.popleft()
                             self._feed(worker, pending)
-                            yield Result.from_json(json.loads(line))
+                            yield Graded.from_json(json.loads(line))
                     continue
                 selector.unregister(worker.results)
                 if self.closing:
                     return
                 if worker.queued and not worker.retiring:  # it died grading the first
                     task = worker.queued.popleft()
-                    yield Result.failed(task.student_id, task.assignment, 0.0,
-                                        "the grader's worker died while grading this "
-                                        "submission")
+                    yield Graded(Result.failed(task.student_id, task.assignment, 0.0,
+                                               "the grader's worker died while grading this "
+                                               "submission"))
                 pending.extend(reversed(worker.queued))  # not started: another worker's
                 worker.close()
                 self.workers.remove(worker)
@@ -214,8 +214,8 @@ class WorkerPool:
                 break
         while pending and not self.closing:  # only reached if workers kept dying
             task = pending.pop()
-            yield Result.failed(task.student_id, task.assignment, 0.0,
-                                "no grader worker left")
+            yield Graded(Result.failed(task.student_id, task.assignment, 0.0,
+                                       "no grader worker left"))
 
     def close(self) -> None:
         """Stop the workers, their fork servers and the thread (again: nothing to do)."""

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from mlmcourse.grading.model import Result, Task
+from mlmcourse.grading.model import Graded, Result, Task
 from mlmcourse.grading.sandbox.policy import Policy
 
 RETIRE = "retire"
@@ -72,11 +72,11 @@ def worker_main(slot: int, tasks_fd: int, results_fd: int, policy: Policy | None
             key = f"{source}:{source.stat().st_mtime_ns}"
             if key not in assignments:
                 assignments[key] = trusted.load_trusted(source)
-            result = trusted.grade(task, assignments[key], zygote)
+            graded = trusted.grade(task, assignments[key], zygote)
         except Exception as exc:  # a grader bug must not stop the class
-            result = Result.failed(task.student_id, task.assignment, 0.0,
-                                   f"grader error: {type(exc).__name__}: {exc}"[:600])
-        results.write(json.dumps(result.to_json()) + "\n")
+            graded = Graded(Result.failed(task.student_id, task.assignment, 0.0,
+                                          f"grader error: {type(exc).__name__}: {exc}"[:600]))
+        results.write(json.dumps(graded.to_json()) + "\n")
     zygote.close()
 
 
