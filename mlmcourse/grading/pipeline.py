@@ -5,8 +5,10 @@
 2. :func:`collect`: every submission of the assignment;
 3. :func:`plan`: results that can be reused, and a task for each other submission;
 4. :func:`execute`: the workers grade the source solution first (:func:`check_solution` stops
-   the run unless it gets full marks), then the students, in batches as results arrive;
-5. :func:`record`: each batch into the result store, the autograded folder and the gradebook;
+   the run unless it gets full marks), then the students, in batches as they arrive (each a
+   :class:`~mlmcourse.grading.model.Graded`: the verdict and the autograded notebook);
+5. :func:`record`: each batch's verdicts into the result store and the gradebook, its
+   autograded notebooks into the autograded folder (then dropped);
 6. :func:`publish`: hand grades and late penalties applied, feedback, ``grades.csv``, report;
 7. :func:`finish`: the run's working folder and cgroups removed, its uids released.
 
