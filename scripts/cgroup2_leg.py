@@ -7,7 +7,7 @@ runs there, as root with ``CI`` set:
 
 1. a check that the VM really is cgroup-v2-only (cgroup2 at ``/sys/fs/cgroup`` with the ``cpu``,
    ``memory`` and ``pids`` controllers, no cgroup v1 hierarchy, this process in the v2 tree);
-2. the sandbox tests, ``pytest tests/test_grade_sandbox.py`` (but the settled-image test, a
+2. the sandbox tests, ``pytest tests/grading/test_grade_sandbox.py`` (but the settled-image test, a
    speed-only step the emulated kernel declines);
 3. ``mlmcourse grade`` on a small hostile class (:data:`CLASS`: honest and blank students, a
    memory hog, a fork bomb, busy children, a kill of everything, ...), built from the test corpora
@@ -234,8 +234,9 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
         # the settled-image test checks a speed-only step (2 MB pages for cheap forks), which the
         # emulated kernel declines: it is checked on the host; every isolation test runs here
         command = [python, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider",
-                   "-p", "no:hypothesispytest", "-p", "no:anyio", "tests/test_grade_sandbox.py",
-                   "--deselect", "tests/test_grade_sandbox.py::"
+                   "-p", "no:hypothesispytest", "-p", "no:anyio",
+                   "tests/grading/test_grade_sandbox.py",
+                   "--deselect", "tests/grading/test_grade_sandbox.py::"
                    "test_the_zygotes_image_is_settled_for_cheap_forks"]
         code, output = run_shown(command, checkout)
         if code == 0:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus  # noqa: E402
 
 # the first run installs the dependencies (minutes); later runs reuse them

@@ -35,7 +35,7 @@ from mlmcourse.grading.inputs.collect import discover, parse_timestamp
 from mlmcourse.grading.inputs.lms import SAFE_ID
 from mlmcourse.grading.sandbox import uids
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'

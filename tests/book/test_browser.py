@@ -26,7 +26,7 @@ from mlmcourse.widgets.prng import sample_fates
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
 VENDORING_KEYS = ("html_extra_path", "mathjax_path", "nb_ipywidgets_js", "html_js_files")

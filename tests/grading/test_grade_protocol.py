@@ -219,7 +219,7 @@ def test_the_sandboxs_quick_transformer_is_ipythons() -> None:
 
     from mlmcourse.grading.sandbox.kernel import MAYBE_IPYTHON_SYNTAX, quick_transformer
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cells = [
         "".join(c["source"])
         for path in [*root.glob("notebooks/*.ipynb"), *root.glob("autograder/source/*/*.ipynb")]
@@ -248,7 +248,7 @@ def test_the_sandboxs_async_check_is_ipythons() -> None:
 
     shell = InteractiveShell.instance()
     quick = quick_async_check(shell.should_run_async)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cells = [
         "".join(c["source"])
         for path in [*root.glob("notebooks/*.ipynb"), *root.glob("autograder/source/*/*.ipynb")]

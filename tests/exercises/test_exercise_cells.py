@@ -165,7 +165,7 @@ def test_every_case_fails_exactly_its_tests(assignment: str) -> None:
 def _validate(notebook: Path) -> str:
     """``nbgrader validate`` of one notebook, run as a student runs it (from its folder): its
     output, which says "Success!" only when every test cell passes without partial credit."""
-    package_root = str(Path(misconceptions.__file__).parents[1])  # this mlmcourse, in the kernel
+    package_root = str(Path(misconceptions.__file__).parents[2])  # this mlmcourse, in the kernel
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     # nbgrader's defaults wait 4 s for a kernel's last output and 30 s for a cell: a student's

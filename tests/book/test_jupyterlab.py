@@ -30,7 +30,7 @@ from test_browser import _expected_fates, _shown_fates, _softmax
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SHOTS = ROOT / "artifacts" / "screenshots"
 SLOWEST = ("06_training_tiny_mlm.ipynb", "05_many_masks_one_objective.ipynb")

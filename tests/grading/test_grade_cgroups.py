@@ -1,6 +1,6 @@
 """The grader's cgroups (``mlmcourse.grading.sandbox.cgroups``): which version a host gets, and
 how a cgroup v2 run's subtree is set up, on sample text and a cgroup tree made of plain files.
-The real proof is a kernel: ``tests/test_grade_sandbox.py`` runs on cgroup v1 here and on a
+The real proof is a kernel: ``tests/grading/test_grade_sandbox.py`` runs on cgroup v1 here and on a
 cgroup-v2-only kernel in a VM."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -56,7 +56,7 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 
 
 def _run_in_jupyterlab(lesson: Path, request: pytest.FixtureRequest) -> bool:
-    """Whether this session runs the lesson in tests/test_jupyterlab.py, which checks the same
+    """Whether this session runs the lesson in tests/book/test_jupyterlab.py, which checks the same
     and more (Run All succeeds, every code cell ran, no error and no stderr output): its test of
     the lesson is selected, and Chromium and JupyterLab are there to run it."""
     import importlib.util
@@ -77,7 +77,8 @@ def test_lesson_notebook_executes_without_error(path: Path, request: pytest.Fixt
     from nbclient import NotebookClient
 
     if _run_in_jupyterlab(path, request):  # each lesson's kernel run once per session
-        pytest.skip("tests/test_jupyterlab.py runs this lesson in a kernel and checks its outputs")
+        pytest.skip("tests/book/test_jupyterlab.py runs this lesson in a kernel and checks its "
+                    "outputs")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -97,7 +98,7 @@ def test_lesson_notebook_executes_without_error(path: Path, request: pytest.Fixt
 
 
 # MyST-only syntax that JupyterLab shows raw; lessons use plain Markdown, <details> and
-# IPython.display.Markdown instead (tests/test_jupyterlab.py checks the rendered result).
+# IPython.display.Markdown instead (tests/book/test_jupyterlab.py checks the rendered result).
 MYST_ONLY = ("{glue", ":::{", "```{", "{doc}`", "{ref}`", "{cite", "{numref}`", "{term}`")
 
 

@@ -17,10 +17,10 @@ import pytest
 
 from mlmcourse.grading.cli import grade as grade_cli
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HONEST = ["honest_1", "honest_2"]
 
 

@@ -3,13 +3,12 @@ and ``autograder/README.md`` is run as written, from the folder the guide names.
 
 Each ``bash`` block starts with ``# in: <folder>``: the folder to run it from (one of
 :data:`PLACES`), or a reason it is not run here (it clones from the network, builds the book, or
-installs the wheel, which ``tests/test_wheel.py`` does). The run happens in a scratch course: the
-instructor guide creates it with ``mlmcourse init``; between ``nbgrader release_assignment`` and
-``nbgrader collect`` two students submit into the exchange as ``nbgrader submit`` does (one on
-time, one late); formgrader is started with the guide's ``jupyter server`` command and its
-assignment list and manual-grading page are loaded in Chromium; a written answer is then scored
-and commented as formgrader does before the guide's ``grade`` command runs again.
-"""
+installs the wheel, which ``tests/packaging/test_wheel.py`` does). The run happens in a scratch
+course: the instructor guide creates it with ``mlmcourse init``; between ``nbgrader
+release_assignment`` and ``nbgrader collect`` two students submit into the exchange as ``nbgrader
+submit`` does (one on time, one late); formgrader is started with the guide's ``jupyter server``
+command and its assignment list and manual-grading page are loaded in Chromium; a written answer is
+then scored and commented as formgrader does before the guide's ``grade`` command runs again."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ import nbformat
 import pytest
 from conftest import CHROMIUM
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.md",
           ROOT / "book" / "student_guide.md"]
 PLACES = {"the folder that will hold the course": "parent", "the course folder": "course",

@@ -424,7 +424,7 @@ def test_huge_hostile_cells_are_neutralised_quickly(name: str) -> None:
 
 
 def test_input_is_not_modified_and_code_and_grading_metadata_survive() -> None:
-    sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
     import corpus
 
     nb = corpus.solved(corpus.source_notebook())
@@ -478,7 +478,7 @@ def test_formgraders_own_template_shows_no_student_script() -> None:
 def test_the_courses_own_markdown_is_unchanged() -> None:
     """Every markdown cell of the real exercises (instructor text, restored into the autograded
     notebook) reaches formgrader as written: the allowlist costs honest content nothing."""
-    root = Path(__file__).resolve().parents[1] / "autograder" / "source"
+    root = Path(__file__).resolve().parents[2] / "autograder" / "source"
     sources = sorted(root.glob("*/*.ipynb"))
     assert sources
     for path in sources:

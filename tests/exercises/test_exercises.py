@@ -32,7 +32,7 @@ from mlmcourse.grading.authoring.check import cell_results
 from mlmcourse.grading.authoring.release import release
 from mlmcourse.grading.model import CellResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book" / "exercises"
 _POINTS_ROW = re.compile(r"^\|\s*`([a-z0-9_]+)`\s*\|[^|]*\|\s*([0-9.]+)\s*\|", re.MULTILINE)
 

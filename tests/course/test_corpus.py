@@ -10,7 +10,7 @@ import pytest
 
 from mlmcourse.corpus import load_corpus, split_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _make_corpus_module():

@@ -20,7 +20,7 @@ from mlmcourse.grading.cli import grade as grade_cli
 from mlmcourse.grading.inputs.collect import UsageError, discover
 from mlmcourse.grading.model import CellResult, Graded, Result, Status
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
 

@@ -23,10 +23,10 @@ from mlmcourse.grading.inputs.collect import discover
 from mlmcourse.grading.inputs.lms import SAFE_ID
 from mlmcourse.grading.sandbox.policy import FIRST_SANDBOX_UID
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import trial
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HONEST = ["honest_a", "honest_b"]
 WATCHED = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/run/lock"), Path("/run")]
 

@@ -17,7 +17,7 @@ from mlmcourse.grading.cli import grade as grade_cli
 from mlmcourse.grading.inputs import lms
 from mlmcourse.grading.inputs.collect import discover
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
 SOLVED = json.dumps(corpus.solved(corpus.source_notebook()))

@@ -21,7 +21,7 @@ from mlmcourse.widgets import (
 )
 from mlmcourse.widgets.prng import corrupt, mulberry32, sample_fates
 
-WIDGETS = Path(__file__).resolve().parents[1] / "mlmcourse" / "widgets"
+WIDGETS = Path(__file__).resolve().parents[2] / "mlmcourse" / "widgets"
 SENTENCE = "[CLS] the cat sat on the mat because it was tired [SEP]".split()
 
 

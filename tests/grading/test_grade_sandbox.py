@@ -22,7 +22,7 @@ from mlmcourse.grading.sandbox.isolation import cgroup_slot
 from mlmcourse.grading.sandbox.messages import Get, Ok, Raised, Run, Value
 from mlmcourse.grading.sandbox.policy import WORKDIR, Limits, Policy, build_policy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("needs_root")
 PATIENCE = 120.0
 """Seconds a step may take before a test calls it hung: generous, because these tests also run

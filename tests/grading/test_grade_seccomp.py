@@ -31,7 +31,7 @@ from mlmcourse.grading.sandbox.policy import (
     build_policy,
 )
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
 MARKER_ERRNO = errno.ENOTRECOVERABLE

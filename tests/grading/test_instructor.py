@@ -25,7 +25,7 @@ from mlmcourse.grading.model import CellResult, Result, Status
 from mlmcourse.grading.outputs import feedback, report
 from mlmcourse.grading.pipeline import with_manual_scores
 
-sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
 
 
@@ -173,7 +173,7 @@ def test_the_feedback_page_reads_on_a_phone_with_the_notebooks_numbers() -> None
     the penalty in the first line."""
     from mlmcourse.grading.inputs.notebook import load_source
 
-    source = load_source(Path(__file__).resolve().parents[1] / "autograder" / "source"
+    source = load_source(Path(__file__).resolve().parents[2] / "autograder" / "source"
                          / "ex4_cross_entropy" / "ex4_cross_entropy.ipynb")
     numbers = feedback.question_numbers(source.cells)
     assert numbers == {"test_token_cross_entropy": "1",
@@ -314,7 +314,7 @@ def test_the_repositorys_course_is_configured_as_init_makes_one() -> None:
     ``mlmcourse init --course-id mlmcourse`` writes (one configuration to maintain)."""
     from mlmcourse.grading.authoring.template import PLACEHOLDER, TEMPLATE
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     made = (TEMPLATE / "nbgrader_config.py").read_text().replace(PLACEHOLDER, "mlmcourse")
     assert (root / "autograder" / "nbgrader_config.py").read_text() == made
 
