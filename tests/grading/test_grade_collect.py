@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mlmcourse.grading import pipeline
@@ -244,6 +244,7 @@ NAMES = st.binary(min_size=1, max_size=300).filter(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(names=st.lists(NAMES, max_size=4), stamp=st.text(max_size=60),
        entries=st.lists(st.text(min_size=1, max_size=300), max_size=4))
+@example(names=[], stamp="", entries=["0", "\x00"])  # a zip entry whose name is empty
 def test_no_file_name_timestamp_or_zip_entry_stops_the_others(names: list[bytes], stamp: str,
                                                               entries: list[str]) -> None:
     with tempfile.TemporaryDirectory() as temp:
@@ -268,7 +269,10 @@ def test_no_file_name_timestamp_or_zip_entry_stops_the_others(names: list[bytes]
         with zipfile.ZipFile(archive, "w") as zf:
             zf.writestr("honest/softmax.ipynb", NOTEBOOK)
             for i, entry in enumerate(entries):
-                zf.writestr(entry if i % 2 else f"hostile/{entry}", b"1")
+                info = zipfile.ZipInfo("entry", date_time=(2026, 1, 1, 0, 0, 0))
+                # set afterwards, as a hand-made zip may have it: ZipInfo() cuts a name at a NUL
+                info.filename = entry if i % 2 else f"hostile/{entry}"
+                zf.writestr(info, b"1")
         found, warnings = discover(archive, "softmax", root / "zip-staging")
         honest = {s.student_id: s for s in found}["honest"]
         assert honest.problem is None and _contents(honest.files) == {"softmax.ipynb": NOTEBOOK}

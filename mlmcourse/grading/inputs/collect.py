@@ -358,7 +358,8 @@ def extract_zip(archive: Path, target: Path) -> tuple[Path, list[tuple[Path, str
     failed: list[tuple[Path, str]] = []
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
+            # not ZipInfo.is_dir(), which fails on an empty name (a name that began with a NUL)
+            members = [m for m in zf.infolist() if not m.filename.endswith("/")]
             if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                 raise UsageError(f"{archive}: the zip expands to more than 2 GB")
             for member in members:
