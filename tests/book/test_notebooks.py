@@ -124,3 +124,31 @@ def test_lesson_markdown_reads_the_same_in_jupyterlab(path: Path) -> None:
     text = markdown + code
     if "Check yourself" in text:
         assert text.count("<summary>Answer</summary>") >= 3, f"{path.name}: answers not folded"
+
+
+PIPELINE_HIGHLIGHTS = {  # the stages of plots.PIPELINE_STAGES each lesson is about
+    "02_corrupting_the_input.ipynb": ["x", "x_bar"],
+    "03_predicted_distribution.ipynb": ["h", "W", "softmax"],
+    "04_true_token_and_cross_entropy.ipynb": ["softmax", "loss"],
+    "05_many_masks_one_objective.ipynb": ["loss"],
+    "06_training_tiny_mlm.ipynb": ["theta", "W"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_HIGHLIGHTS))
+def test_lessons_2_to_6_open_with_the_pipeline_and_their_stage_coloured(name: str) -> None:
+    import ast
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    calls = [
+        node
+        for source in code
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "plot_pipeline"
+    ]
+    assert len(calls) == 1, f"{name}: the pipeline figure should be drawn once"
+    (keyword,) = [k for k in calls[0].keywords if k.arg == "highlight"]
+    assert ast.literal_eval(keyword.value) == PIPELINE_HIGHLIGHTS[name]
+    # it comes right after the set-up cell, before the lesson's first section
+    assert "plot_pipeline(" in code[1], f"{name}: the figure is not the lesson's first figure"
