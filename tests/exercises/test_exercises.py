@@ -57,6 +57,22 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# the course's maths in a code span (`Pr_i^{W,θ}`) reads as code in JupyterLab, not as maths
+CODE_SPAN = re.compile(r"`[^`\n]+`")
+NOTATION = ("Pr_", "θ", "Σ", "x̄", "τ")
+
+
+@pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
+def test_exercise_text_writes_the_notation_as_maths(assignment: str) -> None:
+    """The notation is written $...$ in every Markdown cell (rendered by JupyterLab and the
+    book alike), never as a code span."""
+    cells = [c for c in v.read(v.source_path(assignment)).cells if c.cell_type == "markdown"]
+    spans = [span for c in cells for span in CODE_SPAN.findall(c.source)
+             if any(symbol in span for symbol in NOTATION)]
+    assert not spans, spans
+    assert any("$" in c.source for c in cells)
+
+
 @pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
 def test_graded_cells_have_points_and_unique_ids(assignment: str) -> None:
     cells = [v.nbgrader_meta(c) for c in v.read(v.source_path(assignment)).cells]
