@@ -364,9 +364,9 @@ def sgd_step(params, grads, lr):
     ),
     _code(
         "accuracy-python-loops",
-        "masked_accuracy",
+        "selected_accuracy",
         """
-def masked_accuracy(logits, labels):
+def selected_accuracy(logits, labels):
     correct = total = 0
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1]):
@@ -381,9 +381,9 @@ def masked_accuracy(logits, labels):
     ),
     _code(
         "accuracy-numpy",
-        "masked_accuracy",
+        "selected_accuracy",
         """
-def masked_accuracy(logits, labels):
+def selected_accuracy(logits, labels):
     predicted = logits.numpy().argmax(axis=-1)
     keep = labels.numpy() != IGNORE_INDEX
     return float((predicted[keep] == labels.numpy()[keep]).mean())
@@ -391,9 +391,9 @@ def masked_accuracy(logits, labels):
     ),
     _code(
         "accuracy-topk-tensor",
-        "masked_accuracy",
+        "selected_accuracy",
         """
-def masked_accuracy(logits, labels):
+def selected_accuracy(logits, labels):
     # a 0-dim tensor, which the tests accept as a number
     top = logits.topk(1, dim=-1).indices.squeeze(-1)
     keep = labels.ne(IGNORE_INDEX)

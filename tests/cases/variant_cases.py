@@ -546,17 +546,17 @@ _EX6 = [
     ),
     Variant(
         "averaging-over-all-positions",
-        fails={"test_masked_accuracy": "averaging-over-all-positions"},
+        fails={"test_selected_accuracy": "averaging-over-all-positions"},
         edits={
-            "masked_accuracy": (
+            "selected_accuracy": (
                 ("(predicted[in_loss] == labels[in_loss])", "(predicted == labels)"),
             )
         },
     ),
     Variant(
         "argmax-wrong-axis",
-        fails={"test_masked_accuracy": "argmax-wrong-axis"},
-        edits={"masked_accuracy": (("logits.argmax(dim=-1)", "logits.argmax(dim=1)"),)},
+        fails={"test_selected_accuracy": "argmax-wrong-axis"},
+        edits={"selected_accuracy": (("logits.argmax(dim=-1)", "logits.argmax(dim=1)"),)},
     ),
     Variant(
         "untrained-model",
@@ -647,9 +647,9 @@ _EX6 = [
     ),
     Variant(
         "accuracy-mean-of-sequence-means",
-        fails={"test_masked_accuracy": "mean-of-sequence-means"},
+        fails={"test_selected_accuracy": "mean-of-sequence-means"},
         edits={
-            "masked_accuracy": (
+            "selected_accuracy": (
                 (
                     "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
                     "hits = ((predicted == labels) & in_loss).sum(dim=1).float()\n"
@@ -799,9 +799,9 @@ _EX6_DEGENERATE = [
         },
     ),
     *_degenerate(
-        "masked_accuracy",
+        "selected_accuracy",
         "return float((predicted[in_loss] == labels[in_loss]).float().mean())",
-        ("test_masked_accuracy",),
+        ("test_selected_accuracy",),
         {
             "accuracy-zero": "return 0.0",
             "accuracy-one": "return 1.0",
