@@ -54,8 +54,10 @@ class Visit:
 
     def __init__(self, browser: object, url: str) -> None:
         self.left_machine: list[str] = []
+        self.errors: list[str] = []  # uncaught JavaScript exceptions of the page
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page = self.context.new_page()
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.route("**/*", self._route)
         self.page.goto(url, wait_until="load")
 
@@ -137,6 +139,8 @@ def check_page(v: Visit, name: str) -> None:
         assert img["alt"], f"{name}: image {img['src']} has no alt text"
     _shot(page, name)
     assert not v.left_machine, f"{name}: requests left the machine: {v.left_machine}"
+    # e.g. Thebe's configuration declared twice (book/_ext/no_thebe.py removes it)
+    assert not v.errors, f"{name}: JavaScript errors: {v.errors}"
 
 
 # --- what every explorer must do -------------------------------------------------------------
