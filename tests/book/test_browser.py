@@ -346,7 +346,12 @@ def scratch_book(
         "only_build_toc_files": True,
         "execute": {"execute_notebooks": "force", "timeout": 120},
         "parse": {"myst_enable_extensions": ["dollarmath", "amsmath"]},
-        "sphinx": {"recursive_update": True, "config": _vendoring_config(unavailable)},
+        "sphinx": {"recursive_update": True, "config": _vendoring_config(unavailable),
+                   # the book's own Sphinx extensions (no Thebe script), from the repository
+                   "local_extensions": {
+                       name: str(ROOT / path) for name, path in
+                       yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+                       .get("local_extensions", {}).items()}},
     }
     (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     (book / "_toc.yml").write_text(
