@@ -87,6 +87,18 @@ class _CellOutputText(HTMLParser):
             self.text.append(data)
 
 
+def test_binder_installs_the_package_the_lessons_import() -> None:
+    """The book's launch button opens lessons on Binder, which builds environment.yml: it must
+    install mlmcourse itself, not only its dependencies."""
+    launch = yaml.safe_load((ROOT / "_config.yml").read_text())["launch_buttons"]
+    offered = {key for key in ("binderhub_url", "colab_url", "jupyterhub_url") if launch.get(key)}
+    assert offered == {"binderhub_url"}  # a class's hub is the instructor's to set
+    pip = next(item["pip"] for item in
+               yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+               if isinstance(item, dict))
+    assert "-e ." in pip
+
+
 def test_every_toc_entry_has_a_source_file() -> None:
     missing = [entry for entry in _toc_files() if _source(entry) is None]
     assert not missing, f"_toc.yml lists files that do not exist: {missing}"
@@ -130,8 +142,13 @@ def test_book_builds_without_warnings_and_every_page_is_clean() -> None:
         if not page.is_file():
             problems.append(f"{entry}: no page {page.relative_to(ROOT)}")
             continue
+        html = page.read_text(encoding="utf-8")
+        # a launch target is offered only where it installs the package (Binder, from
+        # environment.yml); Colab would open a lesson that cannot import mlmcourse
+        if "colab.research.google.com" in html:
+            problems.append(f"{entry}: offers a Colab launch")
         parser = _CellOutputText()
-        parser.feed(page.read_text(encoding="utf-8"))
+        parser.feed(html)
         text = "".join(parser.text)
         for word in ("Traceback", "Warning"):
             if word in text:
