@@ -591,6 +591,52 @@ _EX6 = [
             )
         },
     ),
+    Variant(  # the checkpoint with each layer's feed-forward units reordered: every weight
+        # moves (the old weight-distance check passed it), no prediction changes
+        "pretrained-weights-permuted",
+        fails={"test_trained_model": "pretrained-weights-handed-in"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "from mlmcourse.model import load_pretrained\n\n"
+                    "trained_state = load_pretrained()[0].state_dict()\n"
+                    "for layer in range(2):\n"
+                    "    order = torch.randperm(256)\n"
+                    "    ffn = f'encoder.layers.layers.{layer}.linear'\n"
+                    "    for key in (f'{ffn}1.weight', f'{ffn}1.bias'):\n"
+                    "        trained_state[key] = trained_state[key][order]\n"
+                    "    second = trained_state[f'{ffn}2.weight']\n"
+                    "    trained_state[f'{ffn}2.weight'] = second[:, order]",
+                ),
+            )
+        },
+    ),
+    Variant(  # the held-out sentences, which measure the model, used to train it
+        "trained-on-heldout",
+        fails={"test_trained_model": "trained-on-heldout"},
+        edits={
+            "train_model": (
+                (
+                    "torch.manual_seed(0)\n",
+                    "train_ids, train_mask = vocab.encode_batch(heldout_sentences)\n"
+                    "torch.manual_seed(0)\n",
+                ),
+            )
+        },
+    ),
+    Variant(  # the summed loss of each batch recorded, though the question asks for the mean
+        "loss-history-summed",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={
+            "train_model": (
+                (
+                    "loss_history.append(loss.item())",
+                    "loss_history.append(loss.item() * int((labels != IGNORE_INDEX).sum()))",
+                ),
+            )
+        },
+    ),
     Variant(
         "non-finite-parameters",
         fails={"test_trained_model": "non-finite-parameters"},
