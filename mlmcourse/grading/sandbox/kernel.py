@@ -10,8 +10,11 @@ Requests (from the grader) and replies are :mod:`~mlmcourse.grading.sandbox.prot
   the position (``int``) or keyword (``str``) of the argument the result *is*, else ``None``
 - ``["forbid", [dotted names], question]`` -> ``["ok"]``: from now on, calling one of those
   functions (a reference implementation the question asks students to write themselves)
-  raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before every
-  request, so re-importing the module in one cell does not undo them in the next.
+  raises :class:`ForbiddenShortcut` naming the question. The grader sends every question's list
+  before the first cell the student wrote, and the stubs are put back before every request, so
+  re-importing the module in one cell does not undo them in the next. Code that reloads the
+  module or reaches the C function by another path still gets the real one (see the instructor
+  guide: the stubs share the student's process).
 
 Everything here runs in the sandbox, so none of it is trusted: the grader only relies on the
 decoder of the replies.
