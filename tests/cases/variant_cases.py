@@ -786,6 +786,20 @@ _EX3_DEGENERATE = [
             "valid-none": f"return None\n    {_VALID_FIRST}",
         },
     ),
+    Variant(  # a loop whose verdict each row overwrites: the last row decides (issue 17: it
+        # was told negative-probability); a plain failure that says what went wrong
+        "valid-last-row-only",
+        fails={"test_is_valid_distribution": None},
+        cells={
+            _VALID: "def is_valid_distribution(probs, vocab_size):\n"
+            "    if probs.shape[-1] != vocab_size:\n"
+            "        return False\n"
+            "    valid = False\n"
+            "    for row in probs.reshape(-1, vocab_size):\n"
+            "        valid = bool((row >= 0).all()) and abs(float(row.sum()) - 1) <= 1e-6\n"
+            "    return valid\n"
+        },
+    ),
 ]
 
 _EX4_DEGENERATE = [
