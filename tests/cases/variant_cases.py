@@ -67,6 +67,39 @@ _EX2 = [
             )
         },
     ),
+    Variant(  # a fixed share of every sequence (BERT's recipe), not one draw per word
+        "fixed-count-per-row",
+        fails={"test_corrupt_selection": "selection-not-independent"},
+        edits={
+            _CORRUPT: (
+                (
+                    "selected = (torch.rand(ids.shape, generator=generator) < mlm_probability)"
+                    " & ~special",
+                    "selected = torch.zeros_like(special)\n"
+                    "    for row in range(ids.shape[0]):\n"
+                    "        words = (~special[row]).nonzero().flatten()\n"
+                    "        count = round(mlm_probability * len(words))\n"
+                    "        order = torch.randperm(len(words), generator=generator)\n"
+                    "        selected[row, words[order[:count]]] = True",
+                ),
+            )
+        },
+    ),
+    Variant(  # a generator seeded afresh for every sequence: every row draws the same numbers
+        "same-selection-every-row",
+        fails={"test_corrupt_selection": "selection-not-independent"},
+        edits={
+            _CORRUPT: (
+                (
+                    "selected = (torch.rand(ids.shape, generator=generator) < mlm_probability)",
+                    "rows = [torch.Generator().manual_seed(seed) for _ in range(len(ids))]\n"
+                    "    width = ids.shape[1]\n"
+                    "    draws = torch.stack([torch.rand(width, generator=r) for r in rows])\n"
+                    "    selected = (draws < mlm_probability)",
+                ),
+            )
+        },
+    ),
     Variant(
         "ignores-seed",
         fails={"test_corrupt_basics": "ignores-seed"},
