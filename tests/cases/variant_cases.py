@@ -456,6 +456,57 @@ _EX5 = [
         edits={_LOSS: (('if reduction == "sum":', 'if reduction == "mean":'),)},
     ),
     Variant(
+        "log-base-2",
+        fails=dict.fromkeys(_BOTH, "log-base-2"),
+        edits={
+            _LOSS: (
+                ("total = -true_log_probs.sum()", "total = -true_log_probs.sum() / math.log(2)"),
+            )
+        },
+    ),
+    Variant(  # softmax over the sequences of the batch (axis 0), not over the vocabulary
+        "normalise-over-batch",
+        fails=dict.fromkeys(_BOTH, "normalise-wrong-axis"),
+        edits={
+            _LOSS: (
+                (
+                    "torch.log_softmax(logits[in_loss], dim=-1)",
+                    "torch.log_softmax(logits, dim=0)[in_loss]",
+                ),
+            )
+        },
+    ),
+    Variant(  # the logits taken as log-probabilities (right on the visible worked example,
+        # whose logits are log-probabilities)
+        "skips-softmax",
+        fails=dict.fromkeys(_BOTH, "skips-softmax"),
+        edits={
+            _LOSS: (
+                (
+                    "log_probs = torch.log_softmax(logits[in_loss], dim=-1)",
+                    "log_probs = logits[in_loss]",
+                ),
+            )
+        },
+    ),
+    Variant(  # stable, and bounded for large logits: it loses no stability point
+        "uses-top-prediction",
+        fails=dict.fromkeys(_BOTH, "uses-top-prediction"),
+        edits={_LOSS: (("labels[in_loss].unsqueeze(-1)", "log_probs.argmax(-1, keepdim=True)"),)},
+    ),
+    Variant(
+        "loss-is-missing-mass",
+        fails=dict.fromkeys(_BOTH, "loss-is-missing-mass"),
+        edits={
+            _LOSS: (("total = -true_log_probs.sum()", "total = (1 - true_log_probs.exp()).sum()"),)
+        },
+    ),
+    Variant(
+        "probability-not-log",
+        fails=dict.fromkeys(_BOTH, "probability-not-log"),
+        edits={_LOSS: (("total = -true_log_probs.sum()", "total = true_log_probs.exp().sum()"),)},
+    ),
+    Variant(
         "averaging-over-all-positions",
         fails={"test_loss_mean": "averaging-over-all-positions"},
         edits={_LOSS: (("return total / n_selected", "return total / labels.numel()"),)},
