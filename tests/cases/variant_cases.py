@@ -67,6 +67,39 @@ _EX2 = [
             )
         },
     ),
+    Variant(  # a fixed share of every sequence (BERT's recipe), not one draw per word
+        "fixed-count-per-row",
+        fails={"test_corrupt_selection": "selection-not-independent"},
+        edits={
+            _CORRUPT: (
+                (
+                    "selected = (torch.rand(ids.shape, generator=generator) < mlm_probability)"
+                    " & ~special",
+                    "selected = torch.zeros_like(special)\n"
+                    "    for row in range(ids.shape[0]):\n"
+                    "        words = (~special[row]).nonzero().flatten()\n"
+                    "        count = round(mlm_probability * len(words))\n"
+                    "        order = torch.randperm(len(words), generator=generator)\n"
+                    "        selected[row, words[order[:count]]] = True",
+                ),
+            )
+        },
+    ),
+    Variant(  # a generator seeded afresh for every sequence: every row draws the same numbers
+        "same-selection-every-row",
+        fails={"test_corrupt_selection": "selection-not-independent"},
+        edits={
+            _CORRUPT: (
+                (
+                    "selected = (torch.rand(ids.shape, generator=generator) < mlm_probability)",
+                    "rows = [torch.Generator().manual_seed(seed) for _ in range(len(ids))]\n"
+                    "    width = ids.shape[1]\n"
+                    "    draws = torch.stack([torch.rand(width, generator=r) for r in rows])\n"
+                    "    selected = (draws < mlm_probability)",
+                ),
+            )
+        },
+    ),
     Variant(
         "ignores-seed",
         fails={"test_corrupt_basics": "ignores-seed"},
@@ -423,6 +456,57 @@ _EX5 = [
         edits={_LOSS: (('if reduction == "sum":', 'if reduction == "mean":'),)},
     ),
     Variant(
+        "log-base-2",
+        fails=dict.fromkeys(_BOTH, "log-base-2"),
+        edits={
+            _LOSS: (
+                ("total = -true_log_probs.sum()", "total = -true_log_probs.sum() / math.log(2)"),
+            )
+        },
+    ),
+    Variant(  # softmax over the sequences of the batch (axis 0), not over the vocabulary
+        "normalise-over-batch",
+        fails=dict.fromkeys(_BOTH, "normalise-wrong-axis"),
+        edits={
+            _LOSS: (
+                (
+                    "torch.log_softmax(logits[in_loss], dim=-1)",
+                    "torch.log_softmax(logits, dim=0)[in_loss]",
+                ),
+            )
+        },
+    ),
+    Variant(  # the logits taken as log-probabilities (right on the visible worked example,
+        # whose logits are log-probabilities)
+        "skips-softmax",
+        fails=dict.fromkeys(_BOTH, "skips-softmax"),
+        edits={
+            _LOSS: (
+                (
+                    "log_probs = torch.log_softmax(logits[in_loss], dim=-1)",
+                    "log_probs = logits[in_loss]",
+                ),
+            )
+        },
+    ),
+    Variant(  # stable, and bounded for large logits: it loses no stability point
+        "uses-top-prediction",
+        fails=dict.fromkeys(_BOTH, "uses-top-prediction"),
+        edits={_LOSS: (("labels[in_loss].unsqueeze(-1)", "log_probs.argmax(-1, keepdim=True)"),)},
+    ),
+    Variant(
+        "loss-is-missing-mass",
+        fails=dict.fromkeys(_BOTH, "loss-is-missing-mass"),
+        edits={
+            _LOSS: (("total = -true_log_probs.sum()", "total = (1 - true_log_probs.exp()).sum()"),)
+        },
+    ),
+    Variant(
+        "probability-not-log",
+        fails=dict.fromkeys(_BOTH, "probability-not-log"),
+        edits={_LOSS: (("total = -true_log_probs.sum()", "total = true_log_probs.exp().sum()"),)},
+    ),
+    Variant(
         "averaging-over-all-positions",
         fails={"test_loss_mean": "averaging-over-all-positions"},
         edits={_LOSS: (("return total / n_selected", "return total / labels.numel()"),)},
@@ -591,6 +675,52 @@ _EX6 = [
             )
         },
     ),
+    Variant(  # the checkpoint with each layer's feed-forward units reordered: every weight
+        # moves (the old weight-distance check passed it), no prediction changes
+        "pretrained-weights-permuted",
+        fails={"test_trained_model": "pretrained-weights-handed-in"},
+        edits={
+            "train_model": (
+                (
+                    "trained_state = model.state_dict()",
+                    "from mlmcourse.model import load_pretrained\n\n"
+                    "trained_state = load_pretrained()[0].state_dict()\n"
+                    "for layer in range(2):\n"
+                    "    order = torch.randperm(256)\n"
+                    "    ffn = f'encoder.layers.layers.{layer}.linear'\n"
+                    "    for key in (f'{ffn}1.weight', f'{ffn}1.bias'):\n"
+                    "        trained_state[key] = trained_state[key][order]\n"
+                    "    second = trained_state[f'{ffn}2.weight']\n"
+                    "    trained_state[f'{ffn}2.weight'] = second[:, order]",
+                ),
+            )
+        },
+    ),
+    Variant(  # the held-out sentences, which measure the model, used to train it
+        "trained-on-heldout",
+        fails={"test_trained_model": "trained-on-heldout"},
+        edits={
+            "train_model": (
+                (
+                    "torch.manual_seed(0)\n",
+                    "train_ids, train_mask = vocab.encode_batch(heldout_sentences)\n"
+                    "torch.manual_seed(0)\n",
+                ),
+            )
+        },
+    ),
+    Variant(  # the summed loss of each batch recorded, though the question asks for the mean
+        "loss-history-summed",
+        fails={"test_trained_model": "loss-history-not-recorded"},
+        edits={
+            "train_model": (
+                (
+                    "loss_history.append(loss.item())",
+                    "loss_history.append(loss.item() * int((labels != IGNORE_INDEX).sum()))",
+                ),
+            )
+        },
+    ),
     Variant(
         "non-finite-parameters",
         fails={"test_trained_model": "non-finite-parameters"},
@@ -738,6 +868,20 @@ _EX3_DEGENERATE = [
             "valid-nan": f"return float('nan')\n    {_VALID_FIRST}",
             "valid-empty": f"return torch.empty(0)\n    {_VALID_FIRST}",
             "valid-none": f"return None\n    {_VALID_FIRST}",
+        },
+    ),
+    Variant(  # a loop whose verdict each row overwrites: the last row decides (issue 17: it
+        # was told negative-probability); a plain failure that says what went wrong
+        "valid-last-row-only",
+        fails={"test_is_valid_distribution": None},
+        cells={
+            _VALID: "def is_valid_distribution(probs, vocab_size):\n"
+            "    if probs.shape[-1] != vocab_size:\n"
+            "        return False\n"
+            "    valid = False\n"
+            "    for row in probs.reshape(-1, vocab_size):\n"
+            "        valid = bool((row >= 0).all()) and abs(float(row.sum()) - 1) <= 1e-6\n"
+            "    return valid\n"
         },
     ),
 ]

@@ -162,6 +162,50 @@ def test_every_case_fails_exactly_its_tests(assignment: str) -> None:
     assert not problems, "\n".join(problems)
 
 
+# The code mistakes that only the hidden tests can name, and why: everything else a visible
+# check (what `mlmcourse check` and nbgrader's Validate run) must name already.
+HIDDEN_ONLY = {
+    "ex2_masking": {"fixed-count-per-row", "same-selection-every-row"},  # statistics over rows
+    "ex3_distribution": set(),
+    "ex4_cross_entropy": set(),
+    # on the worked example, the shifted labels happen to give the right sum
+    "ex5_masked_loss": {"off-by-one-from-cls"},
+    # need the held-out loss or the shipped checkpoint
+    "ex6_training": {"target-loss-not-reached", "pretrained-weights-handed-in",
+                     "pretrained-weights-permuted", "trained-on-heldout"},
+}
+
+
+@pytest.mark.parametrize("assignment", [
+    pytest.param(a, marks=pytest.mark.slow) if a in v.BUNDLED else a for a in v.ASSIGNMENTS
+])
+def test_visible_checks_name_the_code_mistakes(assignment: str) -> None:
+    """Issue 17: each code question's visible check catches its common mistakes. Every
+    misconception case of a code question, run against the test cells without their hidden
+    tests, fails a visible check with one of its codes, but those of HIDDEN_ONLY."""
+    solutions = v.solution_answers(assignment)
+    visible = {gid: _visible(source) for gid, source in _test_cells(assignment).items()}
+    named, missed = [], []
+    for case in v.variants(assignment):
+        if all(gid.startswith("answer_") for gid in (*case.cells, *case.edits)):
+            continue  # a multiple-choice or numeric answer: its visible check is the format
+        namespace = dict(_solved(assignment))
+        with contextlib.redirect_stdout(io.StringIO()):
+            for source in case.answers(solutions).values():
+                exec(compile(source, f"<{case.name}>", "exec"), namespace)
+        got: dict[str, str | None] = {}
+        for grade_id, source in visible.items():
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(compile(source, f"<{grade_id}>", "exec"), dict(namespace))
+            except Exception as exc:  # the outcome under test
+                got[grade_id] = getattr(exc, "code", None)
+        hit = any(got.get(gid) == code for gid, code in case.fails.items())
+        (named if hit else missed).append(case.name)
+    assert set(missed) == HIDDEN_ONLY[assignment], (named, missed)
+    assert len(named) >= 2 * len(missed)
+
+
 def _validate(notebook: Path) -> str:
     """``nbgrader validate`` of one notebook, run as a student runs it (from its folder): its
     output, which says "Success!" only when every test cell passes without partial credit."""

@@ -295,15 +295,19 @@ def test_submissions_fail_exactly_the_intended_tests(assignment: str, course: Pa
 
 # The main misconception of each code question, which its *visible* check must already name
 # (in `mlmcourse check` and nbgrader's Validate, without the hidden tests).
+# (tests/test_exercise_cells.py checks every code mistake's visible diagnosis in-process.)
 VISIBLY_DIAGNOSED = {
-    "ex2_masking": ("ignores-seed", "labels-only-on-mask", "always-mask-token", "modifies-input"),
-    "ex3_distribution": ("normalise-wrong-axis", "softmax-overflow", "negative-probability"),
+    "ex2_masking": ("ignores-seed", "labels-only-on-mask", "always-mask-token", "modifies-input",
+                    "selects-unk-and-mask", "random-special-token"),
+    "ex3_distribution": ("normalise-wrong-axis", "softmax-overflow", "negative-probability",
+                         "global-max-shift", "missing-vocabulary-word", "checks-total-sum"),
     "ex4_cross_entropy": (
         "dropped-minus-sign", "log-of-softmax-underflow", "cross-entropy-arguments-swapped",
     ),
-    "ex5_masked_loss": ("dropped-minus-sign", "mean-of-sequence-means", "log-of-softmax-underflow"),
+    "ex5_masked_loss": ("dropped-minus-sign", "mean-of-sequence-means", "log-of-softmax-underflow",
+                        "log-base-2", "skips-softmax", "uses-top-prediction"),
     "ex6_training": ("gradient-ascent", "averaging-over-all-positions", "non-finite-parameters",
-                     "sgd-returns-mutated-params"),
+                     "sgd-returns-mutated-params", "argmax-wrong-axis", "state-dict-mismatch"),
 }  # fmt: skip
 
 

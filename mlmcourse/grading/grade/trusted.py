@@ -340,9 +340,16 @@ def _failure(exc: BaseException, cell: Cell) -> tuple[str, str, str, str | None]
     return type(exc).__name__, text[:MAX_MESSAGE_CHARS], where, code
 
 
+def _forbid_all(run: GradingRun, steps: list[Step]) -> None:
+    """Every question's forbidden functions stubbed in the sandbox at once, before the first
+    cell the student wrote runs, so that no cell can keep a reference to a real one (the lists
+    are declared by the source cells, never by the submission)."""
+    for step in steps:
+        if step.kind == "run" and step.cell.forbidden:
+            run.request(Forbid(tuple(step.cell.forbidden), step.cell.graded_id))
+
+
 def _run_student_cell(run: GradingRun, step: Step) -> None:
-    if step.cell.forbidden:  # declared by the source cell, never by the submission
-        run.request(Forbid(tuple(step.cell.forbidden), step.cell.graded_id))
     reply = run.request(Run(step.submitted_source))
     out = run.outputs.setdefault(step.index, [])
     if run.sandbox is not None:
@@ -484,10 +491,14 @@ def private_namespace(shared: dict[str, Any]) -> dict[str, Any]:
 def _run_steps(run: GradingRun, steps: list[Step], result: Result) -> None:
     namespace = private_namespace(run.trusted.namespace)
     test_refs: set[str] = set()
+    forbidden_in_place = False
     for step in steps:
         cell = step.cell
         if step.kind == "run":
             try:
+                if not (forbidden_in_place or cell.is_setup):
+                    forbidden_in_place = True
+                    _forbid_all(run, steps)
                 _run_student_cell(run, step)
             except SandboxGone:
                 run.dead_reason += f" during cell {step.index + 1}" if " during " not in \

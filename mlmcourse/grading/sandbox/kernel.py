@@ -4,8 +4,11 @@ It answers the typed requests of :mod:`~mlmcourse.grading.sandbox.messages` (the
 :class:`~.messages.Run` a cell, :class:`~.messages.Get` a value (a function stays here and is
 handed out as a ``Callable`` marker), :class:`~.messages.Call` a function (its arguments come
 back as the function left them), :class:`~.messages.Forbid` reference functions: from then on,
-calling one raises :class:`ForbiddenShortcut` naming the question. The stubs are put back before
-every request, so re-importing the module in one cell does not undo them in the next.
+calling one raises :class:`ForbiddenShortcut` naming the question. The grader sends every
+question's list before the first cell the student wrote, and the stubs are put back before every
+request, so re-importing the module in one cell does not undo them in the next. Code that
+reloads the module or reaches the C function by another path still gets the real one (see the
+instructor guide: the stubs share the student's process).
 
 Everything here runs in the sandbox, so none of it is trusted: the grader only relies on the
 decoder of the replies (:func:`~.messages.reply_from_wire`).
