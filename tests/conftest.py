@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +25,19 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def stop_group(process: subprocess.Popen, seconds: float = 20.0) -> None:
+    """End a server started in a session of its own (``start_new_session=True``) with all its
+    children: SIGTERM to the group, SIGKILL if it is still there after ``seconds``."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=seconds)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _unavailable(reason: str) -> None:

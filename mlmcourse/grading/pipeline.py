@@ -37,6 +37,7 @@ from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
 from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
 from mlmcourse.grading.model import Graded, Result, Status, Task
 from mlmcourse.grading.outputs import feedback, ownership, report
+from mlmcourse.grading.outputs.autograded import autograded_path
 from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
 from mlmcourse.grading.sandbox.policy import (
@@ -213,11 +214,11 @@ def plan(run: Run, submissions: list[Submission]) -> tuple[dict[str, Result], li
     course folder: it is not stored with them), and tasks for the rest."""
     reused: dict[str, Result] = {}
     tasks = []
-    autograded = run.settings.course / "autograded"
     for sub in submissions:
         cached = run.store.reusable(sub.student_id, sub.sha256, run.source.sha256,
                                     run.stored_settings())
-        shown = autograded / sub.student_id / run.settings.assignment / f"{run.notebook}.ipynb"
+        shown = autograded_path(run.settings.course, run.settings.assignment, run.notebook,
+                                sub.student_id)
         if cached is not None and shown.is_file():
             reused[sub.student_id] = cached
         else:

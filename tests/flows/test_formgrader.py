@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import stop_group
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
@@ -201,13 +201,7 @@ class Formgrader:
         raise RuntimeError(f"formgrader did not answer:\n{self.log.read_text()[-3000:]}")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, seconds=10)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CHROMIUM
+from conftest import CHROMIUM, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.md",
@@ -224,11 +223,7 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
             page.wait_for_selector("div.output_error", timeout=60_000)  # why bo's tests failed
             browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)
 
 
 @pytest.mark.slow

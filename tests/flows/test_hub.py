@@ -15,7 +15,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -180,11 +180,7 @@ def _formgrader_as(hub: Hub, role: str, course: Path) -> None:
         for submission in notebooks:  # each graded notebook opens (it was a 500 when root's)
             assert "ex2_masking" in get(f"/formgrader/submissions/{submission['id']}/")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)
 
 
 def _others_bits(folder: Path) -> list[str]:

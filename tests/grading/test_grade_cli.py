@@ -154,17 +154,25 @@ def test_killed_run_resumes_to_the_same_grades(tmp_path: Path) -> None:
     assert runs["killed"] == runs["uninterrupted"]
 
 
-@pytest.mark.slow
-def test_scores_given_by_hand_in_the_gradebook_complete_a_re_run(tmp_path: Path) -> None:
-    from nbgrader.api import Gradebook
-
+def _ana_answers_in_writing(tmp_path: Path, *options: str
+                            ) -> tuple[Path, dict, dict, tuple[str, ...]]:
+    """A course, and ana's solved notebook (handed in) with an answer to the written question
+    ``why``: the course, the notebook, its written cell and the grading command's arguments."""
     course = corpus.write_course(tmp_path / "course")
     nb = corpus.solved(corpus.source_notebook())
     written = next(c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade_id") == "why")
     written["source"] = "Subtracting the maximum keeps exp from overflowing."
     _notebook(tmp_path / "subs" / "ana" / "softmax.ipynb", json.dumps(nb))
     argv = ("softmax", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
-            "--course", str(course), "--jobs", "1")
+            "--course", str(course), "--jobs", "1", *options)
+    return course, nb, written, argv
+
+
+@pytest.mark.slow
+def test_scores_given_by_hand_in_the_gradebook_complete_a_re_run(tmp_path: Path) -> None:
+    from nbgrader.api import Gradebook
+
+    course, _, _, argv = _ana_answers_in_writing(tmp_path)
 
     assert grade_cli.run(_args(*argv)) == 0
     assert "ana,needs_manual,written answers to grade by hand,3,4," in _grades(tmp_path / "out")
@@ -190,13 +198,7 @@ def test_a_resubmission_under_a_hand_grade_waits_for_the_instructor(tmp_path: Pa
     instructor, re-runs keep the flag, and saving a score in formgrader clears it."""
     from nbgrader.api import Gradebook
 
-    course = corpus.write_course(tmp_path / "course")
-    nb = corpus.solved(corpus.source_notebook())
-    written = next(c for c in nb["cells"] if c["metadata"]["nbgrader"].get("grade_id") == "why")
-    written["source"] = "Subtracting the maximum keeps exp from overflowing."
-    _notebook(tmp_path / "subs" / "ana" / "softmax.ipynb", json.dumps(nb))
-    argv = ("softmax", str(tmp_path / "subs"), "--out", str(tmp_path / "out"),
-            "--course", str(course), "--jobs", "1", "--no-sandbox")
+    course, nb, written, argv = _ana_answers_in_writing(tmp_path, "--no-sandbox")
     url = f"sqlite:///{course / 'gradebook.db'}"
 
     def give(score: float) -> None:  # what formgrader does when the instructor saves a score

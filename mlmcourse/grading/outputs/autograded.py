@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mlmcourse.grading.inputs.notebook import SourceNotebook, parse_cells
+
+
+def autograded_path(course: Path, assignment: str, notebook: str, student_id: str) -> Path:
+    """Where formgrader looks for a student's autograded notebook (as ``nbgrader autograde``
+    writes it)."""
+    return course / "autograded" / student_id / assignment / f"{notebook}.ipynb"
 
 
 def autograded_notebook(nb: dict, source: SourceNotebook, outputs: dict[int, list[dict]]) -> dict:

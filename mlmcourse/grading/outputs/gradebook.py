@@ -33,6 +33,7 @@ from sqlalchemy import bindparam, insert, select, update
 from mlmcourse.grading.course import put_scripts_on_path
 from mlmcourse.grading.model import Result, Status
 from mlmcourse.grading.outputs.atomic import write_atomic
+from mlmcourse.grading.outputs.autograded import autograded_path
 from mlmcourse.grading.outputs.sanitise import neutralise_notebook
 
 
@@ -286,10 +287,10 @@ def write_autograded(course: Path, assignment: str, notebook: str, student_id: s
     and the submission's ``timestamp.txt`` as ``nbgrader autograde`` copies it."""
     if autograded is None:  # the submission could not be read: nothing to show
         return
-    folder = course / "autograded" / student_id / assignment
-    write_atomic(folder / f"{notebook}.ipynb",
+    path = autograded_path(course, assignment, notebook, student_id)
+    write_atomic(path,
                  json.dumps(neutralise_notebook(autograded), indent=1, ensure_ascii=False))
-    stamp = folder / "timestamp.txt"
+    stamp = path.parent / "timestamp.txt"
     if submitted_at is not None:
         write_atomic(stamp, submitted_at.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
     else:
