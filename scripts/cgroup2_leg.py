@@ -46,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,8 @@ VIRTME_NG = "virtme-ng==1.42"
 VNG_HOME = Path(os.environ.get("MLMCOURSE_VNG", Path.home() / ".cache" / "mlmcourse" / "vng"))
 VM_MEMORY, VM_CPUS = "4G", 2
 VM_SECONDS = 1200  # the whole VM, boot to power-off: the leg's budget in CI
+SLOW_STEP_SECONDS = 420  # a step running this long shows the VM's processes
+TEST_SECONDS = 240  # one sandbox test in the VM (they take 1-15 s there)
 GRADE_TIMEOUT = 900  # per notebook, both hosts: emulation is ~10x slower, and a busy neighbour
 # in the same slot leaves a notebook a fraction of one emulated CPU
 # folders that virtme-ng mounts afresh in the VM (tmpfs): the host's files there are not seen
@@ -205,6 +208,15 @@ def cgroup2_only() -> list[str]:
     return problems
 
 
+def show_processes(step: str) -> None:
+    """Print the VM's processes (not the kernel's threads) with their state and the kernel
+    function each waits in: shown for a step that is slow."""
+    listing = subprocess.run(["ps", "--ppid", "2", "-p", "2", "--deselect", "--forest", "-o",
+                              "pid,ppid,stat,wchan:28,etimes,rss,args:160"],
+                             capture_output=True, text=True, check=False).stdout
+    print(f"--- {step} has run {SLOW_STEP_SECONDS} s; the VM's processes:\n{listing}", flush=True)
+
+
 def inside(checkout: Path, python: str, shared: Path) -> int:
     """The VM's part: the three steps, each timed; ``shared/vm.json`` gets their outcome and the
     class's grades. Returns the exit code."""
@@ -217,10 +229,16 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
         start = time.monotonic()
         report["running"] = name  # what the host names if the VM is killed meanwhile
         (shared / "vm.json").write_text(json.dumps(report, indent=1))
+        # a step still running at SLOW_STEP_SECONDS shows the VM's processes (state, the kernel
+        # function each waits in): if the VM then outlives its budget, the log says where it was
+        watch = threading.Timer(SLOW_STEP_SECONDS, show_processes, args=(name,))
+        watch.start()
         try:
             problems = run()
         except Exception as exc:  # a broken step is reported like a failed one
             problems = [f"{type(exc).__name__}: {exc}"]
+        finally:
+            watch.cancel()
         del report["running"]
         report["steps"][name] = {"seconds": round(time.monotonic() - start, 1),
                                  "problems": problems}
@@ -233,7 +251,10 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
         # without the plugins these tests do not use: each import costs ten times more here
         # the settled-image test checks a speed-only step (2 MB pages for cheap forks), which the
         # emulated kernel declines: it is checked on the host; every isolation test runs here
-        command = [python, "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider",
+        # each test named as it starts (-v, unbuffered), and one that hangs fails alone with its
+        # traceback (--timeout) instead of taking the leg's whole budget with it
+        command = [python, "-u", "-m", "pytest", "-v", "--tb=short", "--timeout",
+                   str(TEST_SECONDS), "-p", "no:cacheprovider",
                    "-p", "no:hypothesispytest", "-p", "no:anyio",
                    "tests/grading/test_grade_sandbox.py",
                    "--deselect", "tests/grading/test_grade_sandbox.py::"
@@ -327,7 +348,7 @@ def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> 
             print(f"cgroup2 leg: the VM ran longer than {VM_SECONDS} s and was killed")
             code = 124
             break
-    if code != 0 and not (shared / "vm.json").exists():
+    if code != 0:
         print("--- the VM's console (last lines)")
         print(console.read_bytes()[-3000:].decode(errors="replace"))
     return code

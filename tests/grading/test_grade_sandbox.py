@@ -344,6 +344,24 @@ def test_a_policy_that_cannot_be_enforced_runs_nothing(zygote_of: ZygoteOf, poli
         sandbox.close()
 
 
+def test_a_zygote_that_does_not_answer_fails_the_spawn_by_its_deadline(tmp_path: Path) -> None:
+    """A zygote that never reports the new sandbox's pid (stopped here; a stuck kernel call
+    would do the same) fails that spawn at its deadline and is ended, never waited on for ever:
+    a late pid would put every later exchange with it out of step."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    stuck = Zygote(None)
+    try:
+        os.kill(stuck.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(SandboxGone, match="did not start the sandbox before the deadline"):
+            stuck.spawn(str(workdir), started + 2.0)
+        assert 2.0 <= time.monotonic() - started < PATIENCE
+        assert not stuck.alive()
+    finally:
+        stuck.close()
+
+
 def test_the_policy_crosses_whole_and_nothing_else(policy: Policy) -> None:
     """One owner of the wire form: what a worker receives is the policy, and any other shape
     (a missing or extra field, a mount of an unknown kind) is refused."""

@@ -71,7 +71,8 @@ class Zygote:
 
     def spawn(self, workdir: str, deadline: float) -> Sandbox:
         """Fork a sandbox working on a copy of ``workdir`` (``SandboxGone`` if it never starts:
-        its reason says which isolation step was refused)."""
+        its reason says which isolation step was refused, or that the zygote did not answer
+        before ``deadline``: then the zygote is ended too)."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -80,6 +81,12 @@ class Zygote:
         socket.send_fds(self.sock, [b"spawn"], child_fds)
         for fd in child_fds:
             os.close(fd)
+        if not _ready([self.sock.fileno()], deadline - time.monotonic()):
+            # a late pid would put every later exchange with this zygote out of step: it is
+            # ended, and the worker (which checks ``alive``) retires with it
+            self.close()
+            raise SandboxGone(Failure.SANDBOX, "the zygote did not start the sandbox before "
+                              "the deadline")
         pid = protocol.decode(self.sock.recv(CONTROL_BYTES))
         sandbox = Sandbox(self, pid, request_w, reply_r, output_r, self.limits)
         try:
