@@ -28,6 +28,8 @@ Usage (as root, from anywhere)::
 
     python3 scripts/cgroup2_leg.py                  # this checkout, with its .venv/bin/python
     python3 scripts/cgroup2_leg.py --checkout DIR --python PY
+    python3 scripts/cgroup2_leg.py --benchmark "ex2_masking --students 6 --large 30" \
+        --vm-seconds 3600                           # the grading benchmark's ratios in the VM
 
 The script itself needs only the standard library; the grader runs with ``--python`` (default
 ``CHECKOUT/.venv/bin/python``), and ``CHECKOUT`` comes first on its ``sys.path``.
@@ -217,9 +219,10 @@ def show_processes(step: str) -> None:
     print(f"--- {step} has run {SLOW_STEP_SECONDS} s; the VM's processes:\n{listing}", flush=True)
 
 
-def inside(checkout: Path, python: str, shared: Path) -> int:
+def inside(checkout: Path, python: str, shared: Path, benchmark: list[str] | None) -> int:
     """The VM's part: the three steps, each timed; ``shared/vm.json`` gets their outcome and the
-    class's grades. Returns the exit code."""
+    class's grades (with ``benchmark``: only ``benchmarks/grading.py`` with those arguments).
+    Returns the exit code."""
     os.environ["HOME"] = tempfile.mkdtemp(prefix="mlmcourse-home-")  # the host's is read-only
     report: dict = {"uptime_at_start": float(Path("/proc/uptime").read_text().split()[0]),
                     "kernel": os.uname().release, "steps": {}}
@@ -271,9 +274,17 @@ def inside(checkout: Path, python: str, shared: Path) -> int:
         report["class"] = grade_class(checkout, python, work)
         return check_class(report["class"])
 
+    def grading_benchmark() -> list[str]:
+        assert benchmark is not None
+        code, _ = run_shown([python, "-u", "benchmarks/grading.py", *benchmark], checkout)
+        return [f"the benchmark exited with {code}"] if code else []
+
     if step("cgroup2-only", cgroup2_only):
-        step("sandbox tests", sandbox_tests)
-        step("hostile class", hostile_class)
+        if benchmark is not None:
+            step("benchmark", grading_benchmark)
+        else:
+            step("sandbox tests", sandbox_tests)
+            step("hostile class", hostile_class)
     (shared / "vm.json").write_text(json.dumps(report, indent=1))
     return 0 if all(not s["problems"] for s in report["steps"].values()) else 1
 
@@ -313,12 +324,14 @@ def debian_kernel() -> Path:
     return images[-1]
 
 
-def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> int:
+def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path,
+         benchmark: list[str] | None = None, seconds: int = VM_SECONDS) -> int:
     """Run :func:`inside` in the VM, showing its output (``shared/vm.log``) as it comes; returns
-    its exit code, or 124 if the VM outlived :data:`VM_SECONDS` (then it is killed)."""
+    its exit code, or 124 if the VM outlived ``seconds`` (then it is killed)."""
     log = shared / "vm.log"
     inner = shlex.join([python, str(Path(__file__).resolve()),
-                        "--inside", str(shared), "--checkout", str(checkout), "--python", python])
+                        "--inside", str(shared), "--checkout", str(checkout), "--python", python,
+                        *(["--benchmark", shlex.join(benchmark)] if benchmark is not None else [])])
     command = [str(vng), "--disable-kvm", "--run", str(kernel), "--memory", VM_MEMORY,
                "--cpus", str(VM_CPUS), "--rwdir", str(shared),
                "--exec", f"{inner} > {shlex.quote(str(log))} 2>&1"]
@@ -328,7 +341,7 @@ def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> 
     with console.open("wb") as sink:
         vm = subprocess.Popen(command, cwd=checkout, env=env, stdin=subprocess.DEVNULL,
                               stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline, shown = time.monotonic() + VM_SECONDS, 0
+    deadline, shown = time.monotonic() + seconds, 0
     while True:
         try:
             code = vm.wait(timeout=5)
@@ -345,7 +358,7 @@ def boot(vng: Path, kernel: Path, checkout: Path, python: str, shared: Path) -> 
         if time.monotonic() > deadline:
             os.killpg(vm.pid, signal.SIGKILL)
             vm.wait()
-            print(f"cgroup2 leg: the VM ran longer than {VM_SECONDS} s and was killed")
+            print(f"cgroup2 leg: the VM ran longer than {seconds} s and was killed")
             code = 124
             break
     if code != 0:
@@ -362,11 +375,16 @@ def main() -> int:
                         help="its Python (default: CHECKOUT/.venv/bin/python)")
     parser.add_argument("--inside", type=Path, metavar="SHARED",
                         help="(used by the leg itself) run the VM's part, reporting into SHARED")
+    parser.add_argument("--benchmark", metavar="ARGS", type=shlex.split,
+                        help="instead of the leg: run `benchmarks/grading.py ARGS` in the VM and "
+                             "show what it prints (its ratios under an emulated CPU)")
+    parser.add_argument("--vm-seconds", type=int, default=VM_SECONDS,
+                        help=f"the VM's budget, boot to power-off (default {VM_SECONDS})")
     args = parser.parse_args()
     checkout = args.checkout.resolve()
     python = args.python or str(checkout / ".venv" / "bin" / "python")
     if args.inside:
-        return inside(checkout, python, args.inside)
+        return inside(checkout, python, args.inside, args.benchmark)
     if os.geteuid() != 0:
         parser.error("the leg needs root (packages, the sandbox)")
     if not Path(python).exists():
@@ -382,6 +400,13 @@ def main() -> int:
     kernel = debian_kernel()
     times["install"] = time.monotonic() - start
     problems: list[str] = []
+    vm = f"{kernel.name}, {VM_CPUS} CPUs, {VM_MEMORY}, no KVM"
+    if args.benchmark is not None:
+        shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-bench-", dir="/tmp"))
+        print(f"== benchmarks/grading.py {shlex.join(args.benchmark)} in the VM ({vm})",
+              flush=True)
+        code = boot(vng, kernel, checkout, python, shared, args.benchmark, args.vm_seconds)
+        return 0 if code == 0 else 1
 
     start = time.monotonic()
     print("== the class on this host", flush=True)
@@ -391,10 +416,9 @@ def main() -> int:
     problems += [f"host: {p}" for p in check_class(host)]
 
     shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-", dir="/tmp"))  # seen in the VM
-    print(f"== the VM ({kernel.name}, {VM_CPUS} CPUs, {VM_MEMORY}, no KVM; files in {shared})",
-          flush=True)
+    print(f"== the VM ({vm}; files in {shared})", flush=True)
     start = time.monotonic()
-    code = boot(vng, kernel, checkout, python, shared)
+    code = boot(vng, kernel, checkout, python, shared, seconds=args.vm_seconds)
     times["VM in all"] = time.monotonic() - start
     report = json.loads((shared / "vm.json").read_text()) if (shared / "vm.json").exists() else {}
     if not report:
