@@ -237,7 +237,7 @@ def cross_entropy(p_gold, probs):
     total = 0.0
     for weight, q in zip(p_gold.tolist(), probs.tolist(), strict=True):
         if weight != 0:
-            total -= weight * math.log(q)
+            total -= weight * math.log(q) if q > 0 else -math.inf
     return total
 """,
     ),
