@@ -14,7 +14,10 @@ runs there, as root with ``CI`` set:
    ``tests/hostile/corpus.py`` and ``tests/hostile/trial.py``.
 
 The same class is graded on this host too, and each student's status, failure kind, score and
-per-cell points must be identical on both and as :data:`CLASS` expects. The leg prints the time
+per-cell points must be identical on both and as :data:`CLASS` expects. A VM that outlives its
+budget (:data:`VM_SECONDS`) is killed and booted once more (an emulated VM stalled once in CI);
+its processes (listed when a step runs long) and its console are printed, and the verdict says
+so. The leg prints the time
 of each step and exits 1 if anything failed (2 if it could not start: a missing tool, a bad
 argument).
 
@@ -58,7 +61,8 @@ APT_PACKAGES = ["qemu-system-x86", "linux-image-amd64", "busybox-static"]
 VIRTME_NG = "virtme-ng==1.42"
 VNG_HOME = Path(os.environ.get("MLMCOURSE_VNG", Path.home() / ".cache" / "mlmcourse" / "vng"))
 VM_MEMORY, VM_CPUS = "4G", 2
-VM_SECONDS = 1200  # the whole VM, boot to power-off: the leg's budget in CI
+VM_SECONDS = 900  # the whole VM, boot to power-off (it takes 200-400 s in CI)
+BOOTS = 2  # a VM killed for time is booted once more (emulation has stalled once in CI)
 SLOW_STEP_SECONDS = 420  # a step running this long shows the VM's processes
 TEST_SECONDS = 240  # one sandbox test in the VM (they take 1-15 s there)
 GRADE_TIMEOUT = 900  # per notebook, both hosts: emulation is ~10x slower, and a busy neighbour
@@ -400,6 +404,7 @@ def main() -> int:
     kernel = debian_kernel()
     times["install"] = time.monotonic() - start
     problems: list[str] = []
+    stalls: list[str] = []
     vm = f"{kernel.name}, {VM_CPUS} CPUs, {VM_MEMORY}, no KVM"
     if args.benchmark is not None:
         shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-bench-", dir="/tmp"))
@@ -415,10 +420,17 @@ def main() -> int:
     times["host class"] = time.monotonic() - start
     problems += [f"host: {p}" for p in check_class(host)]
 
-    shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-", dir="/tmp"))  # seen in the VM
-    print(f"== the VM ({vm}; files in {shared})", flush=True)
     start = time.monotonic()
-    code = boot(vng, kernel, checkout, python, shared, seconds=args.vm_seconds)
+    for attempt in range(1, BOOTS + 1):
+        shared = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-vm-", dir="/tmp"))  # in the VM
+        print(f"== the VM ({vm}; files in {shared})", flush=True)
+        code = boot(vng, kernel, checkout, python, shared, seconds=args.vm_seconds)
+        if code != 124 or attempt == BOOTS:
+            break
+        # an emulated VM that stalls (once in CI, with no test even reported in 1200 s) is
+        # booted once more; the stalled boot's processes and console are shown above
+        stalls.append(f"boot {attempt} ran out of its {args.vm_seconds} s ({shared})")
+        print(f"== boot {attempt} stalled: booting the VM once more", flush=True)
     times["VM in all"] = time.monotonic() - start
     report = json.loads((shared / "vm.json").read_text()) if (shared / "vm.json").exists() else {}
     if not report:
@@ -447,7 +459,8 @@ def main() -> int:
         return 1
     shutil.rmtree(shared)
     shutil.rmtree(host_work)
-    print("== cgroup2 leg passed: per-cell scores identical in the VM and on this host")
+    print("== cgroup2 leg passed: per-cell scores identical in the VM and on this host"
+          + (f" (after a stalled boot: {'; '.join(stalls)})" if stalls else ""))
     return 0
 
 
