@@ -828,6 +828,23 @@ _EX7 = [
             )
         },
     ),
+    Variant(  # a draw per piece, and a word selected when any of its pieces is drawn: a word
+        # of several pieces is selected more often than a word of one
+        "any-piece-selects-word",
+        fails={"test_whole_word_selection": "word-selection-rate"},
+        edits={
+            _WHOLE: (
+                (
+                    "chosen = torch.rand(n_words, generator=generator) < mlm_probability\n",
+                    "draw = torch.rand(len(word_ids), generator=generator) < mlm_probability\n"
+                    "    chosen = torch.zeros(max(n_words, 1), dtype=torch.bool)\n"
+                    "    for i, w in enumerate(word_ids):\n"
+                    "        if w is not None and draw[i]:\n"
+                    "            chosen[w] = True\n",
+                ),
+            )
+        },
+    ),
     Variant(  # one fate per word, shared by its pieces
         "fate-per-word",
         fails={"test_whole_word_fates": "fate-per-word"},
@@ -861,6 +878,14 @@ _EX7 = [
                  "[bool(chosen[0 if w is None else w]) for w in word_ids]"),
             )
         },
+    ),
+    Variant(  # x̄ written into the caller's tensor (input_ids.long() is input_ids itself)
+        "whole-words-in-place",
+        fails=dict.fromkeys(
+            ("test_whole_word_basics", "test_whole_word_selection", "test_whole_word_fates"),
+            "modifies-input",
+        ),
+        edits={_WHOLE: (("corrupted_ids = ids.clone()", "corrupted_ids = ids"),)},
     ),
     Variant(  # the global random state instead of the seeded generator
         "whole-words-ignores-seed",
