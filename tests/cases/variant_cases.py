@@ -932,6 +932,15 @@ _EX7 = [
             '"D"': "accuracy-is-calibration",
         },
     ),
+    *_choices(
+        "answer_cosine",
+        "test_answer_cosine",
+        {
+            '"A"': "position-confound",
+            '"C"': "position-added-every-layer",
+            '"D"': "positive-cosine-same-meaning",
+        },
+    ),
 ]
 
 
