@@ -497,10 +497,139 @@ trained_state = copy.deepcopy(model.state_dict())
     _number("answer_initial_loss-minus-log", "answer_initial_loss", "-math.log(1 / VOCAB_SIZE)"),
 ]
 
+_EX7 = [
+    _code(
+        "whole-words-python-loops",
+        "whole_word_corrupt",
+        """
+def whole_word_corrupt(input_ids, word_ids, seed, mlm_probability=0.15):
+    # one word at a time, in order of appearance, then one piece at a time
+    generator = torch.Generator().manual_seed(seed)
+    pool = [i for i in range(VOCAB_SIZE) if i not in SPECIAL_IDS]
+    chosen = {}
+    for w in word_ids:
+        if w is not None and w not in chosen:
+            chosen[w] = torch.rand((), generator=generator).item() < mlm_probability
+    corrupted_ids = input_ids.clone().long()
+    labels = torch.full(tuple(input_ids.shape), IGNORE_INDEX, dtype=torch.long)
+    for i, w in enumerate(word_ids):
+        if w is None or not chosen[w]:
+            continue
+        labels[i] = input_ids[i]
+        u = torch.rand((), generator=generator).item()
+        if u < 0.8:
+            corrupted_ids[i] = MASK_ID
+        elif u < 0.9:
+            corrupted_ids[i] = pool[int(torch.randint(len(pool), (), generator=generator))]
+    return corrupted_ids, labels
+""",
+    ),
+    _code(
+        "whole-words-bernoulli-multinomial",
+        "whole_word_corrupt",
+        """
+def whole_word_corrupt(input_ids, word_ids, seed, mlm_probability=0.15):
+    # Bernoulli per word, a categorical fate per piece, torch.where instead of indexing
+    g = torch.Generator().manual_seed(seed)
+    x = input_ids.to(torch.int64)
+    index = torch.tensor([-1 if w is None else w for w in word_ids])
+    n_words = int(index.max()) + 1
+    word_chosen = torch.bernoulli(torch.full((max(n_words, 1),), float(mlm_probability)),
+                                  generator=g).bool()
+    selected = (index >= 0) & word_chosen[index.clamp(min=0)]
+    fate = torch.multinomial(torch.tensor([0.8, 0.1, 0.1]), x.numel(), replacement=True,
+                             generator=g)
+    allowed = torch.tensor([i for i in range(VOCAB_SIZE) if i not in SPECIAL_IDS])
+    replacement = allowed[torch.randint(len(allowed), x.shape, generator=g)]
+    corrupted = torch.where(selected & (fate == 0), torch.tensor(MASK_ID), x)
+    corrupted = torch.where(selected & (fate == 1), replacement, corrupted)
+    return corrupted, torch.where(selected, x, torch.tensor(IGNORE_INDEX))
+""",
+    ),
+    _code(
+        "whole-words-fates-first-int32",
+        "whole_word_corrupt",
+        """
+def whole_word_corrupt(input_ids, word_ids, seed, mlm_probability=0.15):
+    # the fates and replacements drawn before the selection; int32 results
+    generator = torch.Generator().manual_seed(seed)
+    length = len(word_ids)
+    fate = torch.rand(length, generator=generator)
+    replacement = torch.randint(max(SPECIAL_IDS) + 1, VOCAB_SIZE, (length,), generator=generator)
+    words = sorted({w for w in word_ids if w is not None})
+    draws = dict(zip(words, torch.rand(len(words), generator=generator).tolist(), strict=True))
+    corrupted_ids, labels = input_ids.int().clone(), torch.full((length,), -100, dtype=torch.int32)
+    for i, w in enumerate(word_ids):
+        if w is not None and draws[w] < mlm_probability:
+            labels[i] = int(input_ids[i])
+            if fate[i] < 0.8:
+                corrupted_ids[i] = MASK_ID
+            elif fate[i] < 0.9:
+                corrupted_ids[i] = int(replacement[i])
+    return corrupted_ids, labels
+""",
+    ),
+    _code(
+        "ece-numpy-ceil",
+        "expected_calibration_error",
+        """
+import numpy as np
+
+
+def expected_calibration_error(confidence, correct, n_bins=5):
+    # the bin of c is ceil(c * n) - 1, so that (k/n, (k+1)/n] is bin k
+    c = confidence.double().numpy()
+    right = correct.numpy().astype(float)
+    bins = np.clip(np.ceil(c * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        ece += members.mean() * abs(c[members].mean() - right[members].mean())
+    return ece
+""",
+    ),
+    _code(
+        "ece-bucketize-tensor",
+        "expected_calibration_error",
+        """
+def expected_calibration_error(confidence, correct, n_bins=5):
+    # torch.bucketize on the inner edges; a 0-dim tensor, which the tests accept as a number
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)[1:-1]
+    conf = confidence.to(torch.float64)
+    bins = torch.bucketize(conf, edges)
+    count = torch.bincount(bins, minlength=n_bins).double()
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, conf)
+    right_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, bins, correct.double())
+    return (conf_sum - right_sum).abs().sum() / count.sum()
+""",
+    ),
+    _code(
+        "ece-python-loops",
+        "expected_calibration_error",
+        """
+def expected_calibration_error(confidence, correct, n_bins=5):
+    # one position at a time into per-bin sums
+    sums = {}
+    for c, right in zip(confidence.tolist(), correct.tolist(), strict=True):
+        k = 0
+        while c > (k + 1) / n_bins and k < n_bins - 1:
+            k += 1
+        n, conf, hits = sums.get(k, (0, 0.0, 0))
+        sums[k] = (n + 1, conf + c, hits + bool(right))
+    total = sum(n for n, _, _ in sums.values())
+    return sum(n / total * abs(conf / n - hits / n) for n, conf, hits in sums.values())
+""",
+    ),
+    _number("answer_tying_saving-numpy", "answer_tying_saving", "np.int64(30522) * 768"),
+    _number("answer_tying_saving-float", "answer_tying_saving", "30522 * 768.0"),
+    _number("answer_tying_saving-fraction", "answer_tying_saving", "Fraction(30522) * 768"),
+]
+
 ALTERNATIVES: dict[str, list[Variant]] = {
     "ex2_masking": _EX2,
     "ex3_distribution": _EX3,
     "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": _EX5,
     "ex6_training": _EX6,
+    "ex7_reading_and_scale": _EX7,
 }

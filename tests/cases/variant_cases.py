@@ -810,6 +810,140 @@ _EX6 = [
 ]
 
 
+_WHOLE = "whole_word_corrupt"
+_ECE = "expected_calibration_error"
+_EX7 = [
+    Variant(  # lesson 2's selection, one draw per piece: a word can be partly selected
+        "per-piece-selection",
+        fails={"test_whole_word_selection": "splits-words"},
+        edits={
+            _WHOLE: (
+                (
+                    "chosen = torch.rand(n_words, generator=generator) < mlm_probability\n"
+                    "    selected = torch.tensor([w is not None and bool(chosen[w]) for w in "
+                    "word_ids],\n                            dtype=torch.bool)",
+                    "chosen = torch.rand(len(word_ids), generator=generator) < mlm_probability\n"
+                    "    selected = chosen & torch.tensor([w is not None for w in word_ids])",
+                ),
+            )
+        },
+    ),
+    Variant(  # a draw per piece, and a word selected when any of its pieces is drawn: a word
+        # of several pieces is selected more often than a word of one
+        "any-piece-selects-word",
+        fails={"test_whole_word_selection": "word-selection-rate"},
+        edits={
+            _WHOLE: (
+                (
+                    "chosen = torch.rand(n_words, generator=generator) < mlm_probability\n",
+                    "draw = torch.rand(len(word_ids), generator=generator) < mlm_probability\n"
+                    "    chosen = torch.zeros(max(n_words, 1), dtype=torch.bool)\n"
+                    "    for i, w in enumerate(word_ids):\n"
+                    "        if w is not None and draw[i]:\n"
+                    "            chosen[w] = True\n",
+                ),
+            )
+        },
+    ),
+    Variant(  # one fate per word, shared by its pieces
+        "fate-per-word",
+        fails={"test_whole_word_fates": "fate-per-word"},
+        edits={
+            _WHOLE: (
+                (
+                    "fate = torch.rand(ids.shape, generator=generator)",
+                    "fate = torch.rand(max(n_words, 1), generator=generator)[\n"
+                    "        [0 if w is None else w for w in word_ids]]",
+                ),
+            )
+        },
+    ),
+    Variant(  # the Hugging Face course's collator: every selected piece becomes [MASK]
+        "every-selected-piece-masked",
+        fails={"test_whole_word_fates": "always-mask-token"},
+        edits={
+            _WHOLE: (
+                ("masked = selected & (fate < 0.8)", "masked = selected"),
+                ("randomised = selected & (fate >= 0.8) & (fate < 0.9)",
+                 "randomised = selected & (fate < 0)"),
+            )
+        },
+    ),
+    Variant(  # [CLS] and [SEP] (word None) read as word 0
+        "special-pieces-as-word-zero",
+        fails={"test_whole_word_selection": "selects-special-tokens"},
+        edits={
+            _WHOLE: (
+                ("[w is not None and bool(chosen[w]) for w in word_ids]",
+                 "[bool(chosen[0 if w is None else w]) for w in word_ids]"),
+            )
+        },
+    ),
+    Variant(  # x̄ written into the caller's tensor (input_ids.long() is input_ids itself)
+        "whole-words-in-place",
+        fails=dict.fromkeys(
+            ("test_whole_word_basics", "test_whole_word_selection", "test_whole_word_fates"),
+            "modifies-input",
+        ),
+        edits={_WHOLE: (("corrupted_ids = ids.clone()", "corrupted_ids = ids"),)},
+    ),
+    Variant(  # the global random state instead of the seeded generator
+        "whole-words-ignores-seed",
+        fails={"test_whole_word_basics": "ignores-seed"},
+        edits={_WHOLE: (("generator = torch.Generator().manual_seed(seed)", "generator = None"),)},
+    ),
+    Variant(
+        "ece-unweighted-bins",
+        fails={"test_calibration_error": "ece-unweighted-bins"},
+        edits={
+            _ECE: (
+                ("total = 0.0", "gaps = []"),
+                ("total += n * abs(", "gaps.append(abs("),
+                ("correct[in_bin].mean()))", "correct[in_bin].mean())))"),
+                ("return total / len(confidence)", "return sum(gaps) / len(gaps)"),
+            )
+        },
+    ),
+    Variant(
+        "ece-signed-gap",
+        fails={"test_calibration_error": "ece-signed-gap"},
+        edits={_ECE: (("n * abs(float(", "n * (float("),)},
+    ),
+    Variant(
+        "ece-bin-centre",
+        fails={"test_calibration_error": "ece-bin-centre"},
+        edits={
+            _ECE: (
+                ("float(confidence[in_bin].mean() - correct", "float((k + 0.5) / n_bins - correct"),
+            )
+        },
+    ),
+    *_choices(
+        "answer_tying_saving",
+        "test_answer_tying_saving",
+        {"30522 * 768 + 30522": "tying-saves-bias", "2 * 30522 * 768": "tying-saves-both-matrices"},
+    ),
+    *_choices(
+        "answer_calibration_promise",
+        "test_answer_calibration_promise",
+        {
+            '"A"': "loss-guarantees-calibration",
+            '"C"': "proper-scoring-rule-ignored",
+            '"D"': "accuracy-is-calibration",
+        },
+    ),
+    *_choices(
+        "answer_cosine",
+        "test_answer_cosine",
+        {
+            '"A"': "position-confound",
+            '"C"': "position-added-every-layer",
+            '"D"': "positive-cosine-same-meaning",
+        },
+    ),
+]
+
+
 def _degenerate(grade_id: str, old: str, tests: tuple[str, ...], returns: dict[str, str]):
     """One submission per degenerate answer: the solution's ``old`` line (its result) replaced
     by each of ``returns`` (name -> new line); each must fail every test in ``tests`` with a
@@ -840,6 +974,7 @@ VARIANTS: dict[str, list[Variant]] = {
     "ex4_cross_entropy": _EX4,
     "ex5_masked_loss": _EX5,
     "ex6_training": _EX6,
+    "ex7_reading_and_scale": _EX7,
 }
 
 _VALID_FIRST = "if probs.shape[-1] != vocab_size:"
@@ -969,12 +1104,40 @@ _EX6_DEGENERATE = [
     ),
 ]
 
+_EX7_DEGENERATE = [
+    *_degenerate(
+        _WHOLE,
+        "return corrupted_ids, labels",
+        ("test_whole_word_basics", "test_whole_word_selection", "test_whole_word_fates"),
+        {
+            "whole-words-empty": "return torch.empty(0, dtype=torch.long), torch.empty(0).long()",
+            "whole-words-wrong-shape": "return corrupted_ids[None], labels[None]",
+            "whole-words-constant": "return ids.clone(), torch.full_like(ids, IGNORE_INDEX)",
+            "whole-words-nan": "return corrupted_ids * float('nan'), labels.float()",
+            "whole-words-none": "return None",
+        },
+    ),
+    *_degenerate(
+        _ECE,
+        "return total / len(confidence)",
+        ("test_calibration_error",),
+        {
+            "ece-zero": "return 0.0",
+            "ece-one": "return 1.0",
+            "ece-nan": "return float('nan')",
+            "ece-empty": "return torch.empty(0)",
+            "ece-none": "return None",
+        },
+    ),
+]
+
 DEGENERATE: dict[str, list[Variant]] = {
     "ex2_masking": _EX2_DEGENERATE,
     "ex3_distribution": _EX3_DEGENERATE,
     "ex4_cross_entropy": _EX4_DEGENERATE,
     "ex5_masked_loss": _EX5_DEGENERATE,
     "ex6_training": _EX6_DEGENERATE,
+    "ex7_reading_and_scale": _EX7_DEGENERATE,
 }
 
 
@@ -1021,6 +1184,27 @@ SHORTCUTS: dict[str, Variant] = {
             "masked_lm_loss": "from mlmcourse.loss import mlm_loss\n\n\n"
             "def masked_lm_loss(logits, labels, reduction='sum'):\n"
             "    return mlm_loss(logits, labels, reduction=reduction)\n"
+        },
+    ),
+    "ex7_reading_and_scale": Variant(
+        "calls-select-positions",
+        fails=dict.fromkeys(
+            ("test_whole_word_basics", "test_whole_word_selection", "test_whole_word_fates"), None
+        ),
+        cells={
+            _WHOLE: "from mlmcourse.subwords import corrupt_selected, select_positions\n\n\n"
+            "def whole_word_corrupt(input_ids, word_ids, seed, mlm_probability=0.15):\n"
+            "    generator = torch.Generator().manual_seed(seed)\n"
+            "    selected = select_positions(\n"
+            "        word_ids, whole_words=True, mlm_probability=mlm_probability,\n"
+            "        generator=generator,\n"
+            "    )\n"
+            "    pool = [i for i in range(VOCAB_SIZE) if i not in SPECIAL_IDS]\n"
+            "    corrupted_ids, labels, _ = corrupt_selected(\n"
+            "        input_ids, selected, mask_id=MASK_ID, replacement_ids=pool,\n"
+            "        generator=generator,\n"
+            "    )\n"
+            "    return corrupted_ids, labels\n"
         },
     ),
 }

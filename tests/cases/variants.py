@@ -26,6 +26,7 @@ ASSIGNMENTS: tuple[str, ...] = (
     "ex4_cross_entropy",
     "ex5_masked_loss",
     "ex6_training",
+    "ex7_reading_and_scale",
 )
 _SOLUTION_REGION = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 

@@ -173,6 +173,7 @@ HIDDEN_ONLY = {
     # need the held-out loss or the shipped checkpoint
     "ex6_training": {"target-loss-not-reached", "pretrained-weights-handed-in",
                      "pretrained-weights-permuted", "trained-on-heldout"},
+    "ex7_reading_and_scale": set(),
 }
 
 
@@ -257,6 +258,7 @@ _FAMILIES = {
     ("ex5_masked_loss", "masked_lm_loss"): (
         ("cross_entropy", "nll_loss", "cross_entropy_loss", "nll_loss_nd", "nll_loss2d",
          "CrossEntropyLoss", "NLLLoss"), "mlmcourse.loss"),
+    ("ex7_reading_and_scale", "whole_word_corrupt"): ((), "mlmcourse.subwords"),
 }
 
 

@@ -175,6 +175,7 @@ def test_forbidden_names_are_declared_and_exist(assignment: str) -> None:
         "ex4_cross_entropy": {"token_cross_entropy": "torch.nn.functional.cross_entropy"},
         "ex5_masked_loss": {"masked_lm_loss": "mlmcourse.loss.mlm_loss"},
         "ex6_training": {},
+        "ex7_reading_and_scale": {"whole_word_corrupt": "mlmcourse.subwords.select_positions"},
     }[assignment]
     assert set(declared) == set(expected)
     for grade_id, name in expected.items():
@@ -308,6 +309,8 @@ VISIBLY_DIAGNOSED = {
                         "log-base-2", "skips-softmax", "uses-top-prediction"),
     "ex6_training": ("gradient-ascent", "averaging-over-all-positions", "non-finite-parameters",
                      "sgd-returns-mutated-params", "argmax-wrong-axis", "state-dict-mismatch"),
+    "ex7_reading_and_scale": ("per-piece-selection", "fate-per-word", "every-selected-piece-masked",
+                              "ece-unweighted-bins", "ece-signed-gap", "ece-bin-centre"),
 }  # fmt: skip
 
 
@@ -431,7 +434,7 @@ def test_grade_round_trip(assignment: str, graded: Callable[[str], GradedClass])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ["ex2_masking", "ex3_distribution", "ex4_cross_entropy",
-                                        "ex5_masked_loss"])
+                                        "ex5_masked_loss", "ex7_reading_and_scale"])
 def test_forbidden_shortcut_loses_its_points(assignment: str,
                                              graded: Callable[[str], GradedClass]) -> None:
     """A correct answer that calls the library's reference implementation its question forbids

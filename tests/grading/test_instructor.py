@@ -35,7 +35,7 @@ def test_init_creates_a_course_folder_the_commands_find(tmp_path: Path,
     assert main(["init", str(course)]) == 0
     assert "next: cd" in capsys.readouterr().out
     assert assignments(course) == builtin_assignments()
-    assert len(builtin_assignments()) == 5
+    assert len(builtin_assignments()) == 6
     assert 'course_id = "fall"' in (course / "nbgrader_config.py").read_text()
     assert (course / "README.md").is_file()
     deep = course / "submitted" / "ana"

@@ -90,7 +90,7 @@ def test_the_installed_package_runs_a_course_of_its_own(installed: Path, tmp_pat
     print(f"init + release of every assignment: {time.monotonic() - started:.1f} s")
     released = sorted(p.parent.name for p in (course / "release").glob("*/*.ipynb"))
     assert released == ["ex2_masking", "ex3_distribution", "ex4_cross_entropy",
-                        "ex5_masked_loss", "ex6_training", "softmax"]
+                        "ex5_masked_loss", "ex6_training", "ex7_reading_and_scale", "softmax"]
 
     subs = course / "submitted"
     softmax = corpus.solved(corpus.source_notebook())
