@@ -6,7 +6,9 @@ copies of the lessons. For each lesson the test opens it, runs the Run All comma
 no error output and nothing on stderr; no raw MyST syntax left in the rendered Markdown; math
 typeset; the answers of "Check yourself" folded in ``<details>``; and every explorer driven with
 the arrow keys, Enter and the mouse (the keys JupyterLab's notebook shortcuts would otherwise take)
-shows the mathematically right values. Screenshots go to ``artifacts/screenshots/``.
+shows the mathematically right values. And nbgrader's Validate button, clicked once on a correct
+and once on a wrong ex4 of a freshly released course, says so. Screenshots go to
+``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nbformat
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from test_browser import _expected_fates, _shown_fates, _softmax
@@ -48,25 +51,35 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(
-    tmp_path_factory: pytest.TempPathFactory, unavailable: Callable[[str], None]
-) -> Iterator[str]:
-    """One JupyterLab server for all lessons; returns its base URL."""
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the JupyterLab server serves, holding copies of the lessons."""
+    work = tmp_path_factory.mktemp("jupyterlab") / "notebooks"
+    work.mkdir()
+    for name in LESSONS:
+        shutil.copy(ROOT / "notebooks" / name, work / name)
+    return work
+
+
+@pytest.fixture(scope="module")
+def lab(lab_root: Path, unavailable: Callable[[str], None]) -> Iterator[str]:
+    """One JupyterLab server for all lessons (and the notebooks a test adds to ``lab_root``);
+    returns its base URL."""
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} is missing: `apt-get install -y chromium`")
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
         unavailable("jupyterlab is not installed: `make env` installs the dev dependencies")
-    base = tmp_path_factory.mktemp("jupyterlab")
-    work = base / "notebooks"
-    work.mkdir()
-    for name in LESSONS:
-        shutil.copy(ROOT / "notebooks" / name, work / name)
+    base, work = lab_root.parent, lab_root
     for path, values in SETTINGS.items():
         file = base / "settings" / f"{path}.jupyterlab-settings"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps(values))
+    # the Validate button's server side reads nbgrader_config from here: nbgrader's defaults
+    # (4 s for a kernel's last output, 30 s a cell) fit a student's machine, not a loaded CI one
+    (base / "config").mkdir()
+    (base / "config" / "nbgrader_config.json").write_text(
+        json.dumps({"Execute": {"timeout": 900, "iopub_timeout": 120}}))
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(base / "config"),
@@ -390,3 +403,63 @@ def test_lesson_runs_and_reads_right_in_jupyterlab(name: str, lessons: dict[str,
         root.screenshot(path=str(SHOTS / f"jupyterlab__{Path(name).stem}{cls}.png"))
     _shot(lesson)
     assert not lesson.left_machine, f"{name}: requests left the machine: {lesson.left_machine}"
+
+
+# --- the Validate button of nbgrader's JupyterLab extension -------------------------------------
+
+VALIDATE_DIALOG = ".jp-Dialog #validation-message"
+
+
+def _validate_in_jupyterlab(browser: object, lab: str, name: str) -> object:
+    """Open ``name`` in JupyterLab, click the notebook toolbar's Validate button and wait for
+    its dialog; the dialog's message element."""
+    opened = Lesson(browser, lab, name)
+    try:
+        page = opened.page
+        button = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .validate-button")
+        button.click()
+        message = page.locator(VALIDATE_DIALOG)
+        message.wait_for(timeout=600_000)  # nbgrader runs the whole notebook first
+        result = {"classes": message.get_attribute("class"), "text": message.inner_text(),
+                  "error_dialog": page.locator(".jp-Dialog.nbgrader-ErrorDialog").count() > 0}
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"jupyterlab__validate_{Path(name).stem}.png"))
+        assert not opened.left_machine, f"{name}: requests left the machine: {opened.left_machine}"
+        return result
+    finally:
+        opened.close()
+
+
+def test_validate_button_passes_a_correct_solution_and_fails_a_wrong_one(
+    browser: object, lab: str, lab_root: Path, tmp_path: Path
+) -> None:
+    """The student's Validate button (nbgrader's labextension and server extension): a correct
+    ex4 in the released notebook is told it passes every test; an answer with a misconception
+    is told which test cell failed."""
+    from cases import variants as v
+
+    from mlmcourse.cli import main
+    from mlmcourse.grading.authoring.release import release
+
+    assignment = "ex4_cross_entropy"
+    course = tmp_path / "course"
+    assert main(["init", str(course)]) == 0
+    assert release(assignment, course)["success"]
+    folder = lab_root / assignment
+    folder.mkdir()
+    released = v.read(v.release_path(assignment, course))
+    visible = {v.nbgrader_meta(c).get("grade_id") for c in released.cells
+               if v.nbgrader_meta(c).get("grade") and not v.nbgrader_meta(c).get("solution")}
+    wrong = next(case for case in v.variants(assignment) if visible & set(case.fails))
+    nbformat.write(v.solution_submission(assignment, course), folder / "solution.ipynb")
+    nbformat.write(v.misconception_submission(assignment, wrong, course), folder / "wrong.ipynb")
+
+    passed = _validate_in_jupyterlab(browser, lab, f"{assignment}/solution.ipynb")
+    assert "validation-success" in passed["classes"].split(), passed
+    assert passed["text"].strip() == "Success! Your notebook passes all the tests.", passed
+    assert not passed["error_dialog"], passed
+
+    failed = _validate_in_jupyterlab(browser, lab, f"{assignment}/wrong.ipynb")
+    assert "validation-failed" in failed["classes"].split(), (wrong.name, failed)
+    assert "The following cell failed:" in failed["text"], (wrong.name, failed)
+    assert failed["error_dialog"], failed

@@ -6,6 +6,9 @@ exercise page with a table, and a lesson with a slider explorer. A display equat
 the column scrolls inside its own box, from its left end, and shows a shadow where more of it is
 hidden; an exercise table fits the screen inside its scrollable wrapper; a slider is wide enough
 that one arrow-key press moves it by one step and a small tap beside its thumb by a small amount.
+On every page with maths, no formula, display or inline, is cut off at the screen's edge: it fits,
+or a box within the screen scrolls over it (inline maths wider than the column is made a line of
+its own that scrolls, by ``_static/mlmcourse_wide_maths.js``).
 Screenshots go to ``artifacts/screenshots/phone__*.png``.
 """
 
@@ -282,3 +285,59 @@ def test_no_page_is_wider_than_the_phone(phone: Callable[[str], object]) -> None
         if width > PHONE["width"] + 1:
             wide[name] = width
     assert not wide, f"pages wider than the {PHONE['width']} px phone (px): {wide}"
+
+
+# Every piece of maths MathJax typeset in the page's text (`article mjx-container`: not the
+# sidebars, drawers off the screen on a phone), display or inline, wherever it sits (a `div.math`
+# block, a paragraph, a table, a cell's output): where its typeset maths lies on the
+# screen, and the nearest box that scrolls sideways over it (its own, a table's wrapper, an
+# output area's), if any, with where that box lies.
+TYPESET_MATHS = """() => [...document.querySelectorAll('article mjx-container')].map((box) => {
+  const math = box.querySelector('mjx-math').getBoundingClientRect();
+  let scroller = box;
+  while (scroller && !['auto', 'scroll'].includes(getComputedStyle(scroller).overflowX))
+    scroller = scroller.parentElement;
+  const rect = scroller ? scroller.getBoundingClientRect() : null;
+  return { tex: (box.querySelector('mjx-assistive-mml') || box).textContent.slice(0, 60),
+           display: box.getAttribute('display') === 'true', ownScroller: scroller === box,
+           mathLeft: math.left, mathRight: math.right,
+           scrollerLeft: rect ? rect.left : null, scrollerRight: rect ? rect.right : null };
+})"""
+
+
+def _math_pages() -> list[str]:
+    return [name for name in _content_pages()
+            if 'class="math' in (HTML / name).read_text(encoding="utf-8")]
+
+
+def _cut_off(maths: dict) -> bool:
+    """Whether part of a typeset formula is off the screen where nothing scrolls to it: it does
+    not lie within the screen, and no box within the screen scrolls over it from its left end."""
+    width = PHONE["width"] + 1
+    if maths["mathLeft"] >= -1 and maths["mathRight"] <= width:
+        return False
+    return not (maths["scrollerLeft"] is not None and maths["scrollerLeft"] >= -1
+                and maths["scrollerRight"] <= width
+                and maths["mathLeft"] >= maths["scrollerLeft"] - 1)
+
+
+def test_no_formula_is_cut_off(phone: Callable[[str], object]) -> None:
+    """On every page with maths, each typeset formula, display or inline, lies within the screen
+    or scrolls inside a box of its own that does: a formula too wide for the column (an inline
+    one too: it cannot break across lines) is never cut off at the screen's edge."""
+    names = _math_pages()
+    assert names, "no page of the built book has maths"
+    cut, counted = {}, {"display": 0, "inline": 0}
+    page = phone(names[0])
+    base = page.url[: -len(names[0])]
+    for name in names:
+        page.goto(base + name, wait_until="domcontentloaded")
+        page.evaluate(WAIT_FOR_MATH)
+        page.wait_for_timeout(200)  # layout after MathJax's last pass and the page's scripts
+        for maths in page.evaluate(TYPESET_MATHS):
+            counted["display" if maths["display"] else "inline"] += 1
+            if _cut_off(maths):
+                cut.setdefault(name, []).append(maths)
+    print(f"typeset formulas on {len(names)} pages: {counted}")
+    assert counted["display"] and counted["inline"], counted
+    assert not cut, f"formulas cut off at {PHONE['width']} px: {cut}"

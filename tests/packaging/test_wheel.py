@@ -1,7 +1,8 @@
 """The installed package on a course folder of the instructor's own: build the wheel, install it
 into a virtual environment outside the repository, ``mlmcourse init``, add an assignment of the
 test's own, release everything and grade the new assignment and a built-in one, from the course
-folder, with nothing of the checkout on ``sys.path``.
+folder, with nothing of the checkout on ``sys.path``; and every notebook in notebooks/ run in a
+kernel of that environment, loading only what the wheel's declared dependencies install.
 
 The environment's dependencies come from ``requirements/lock.txt`` (torch==2.13.0 among them)
 and are installed once per lock into ``MLMCOURSE_WHEEL_ENVS`` (default
@@ -107,3 +108,88 @@ def test_the_installed_package_runs_a_course_of_its_own(installed: Path, tmp_pat
     assert (rows["softmax"]["status"], rows["softmax"]["score"]) == ("graded", "3")
     assert rows["ex2_masking"]["status"] in ("graded", "needs_manual")
     assert (course / "gradebook.db").is_file() and not (ROOT / "fall").exists()
+
+
+LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+# Run in the venv after the dependencies are installed: the distributions the wheel's declared
+# dependencies install (no extras), by name, as JSON.
+_DECLARED = """
+import importlib.metadata as md, json, sys
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+def needs(dist, extras):
+    for line in md.requires(dist) or []:
+        req = Requirement(line)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
+            yield canonicalize_name(req.name), sorted(req.extras)
+
+todo, seen = [("mlmcourse", [""])], set()
+while todo:
+    name, extras = todo.pop()
+    for need, need_extras in needs(name, extras):
+        if (need, tuple(need_extras)) not in seen:
+            seen.add((need, tuple(need_extras)))
+            todo.append((need, [""] + need_extras))
+print(json.dumps(sorted({name for name, _ in seen} | {"mlmcourse"})))
+"""
+
+# Appended to each lesson: the distributions whose modules the kernel loaded (stdlib modules
+# belong to none), and where mlmcourse came from.
+_LOADED = """
+import importlib.metadata as _md, json as _json, sys as _sys
+_owners = _md.packages_distributions()
+_tops = {m.split(".")[0] for m in list(_sys.modules)}
+print(_json.dumps({
+    "python": _sys.executable,
+    "mlmcourse": _sys.modules["mlmcourse"].__file__,
+    "distributions": sorted({d for m in _tops for d in _owners.get(m, [])}),
+}))
+"""
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
+def test_every_lesson_runs_from_the_wheel_with_its_declared_dependencies(
+        installed: Path, lesson: Path, tmp_path: Path) -> None:
+    """Each notebook in notebooks/ runs top to bottom in a kernel of the wheel's environment,
+    started in a folder outside the checkout, and loads nothing but what the wheel's declared
+    dependencies install: the environment also holds the ``grade`` extra, so a lesson that
+    imports a package only an extra (or only the development install) brings would run here,
+    but it would load a distribution outside the declared set and fail."""
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from packaging.utils import canonicalize_name
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")}
+    python = installed / "python"
+    declared = set(json.loads(_run([str(python), "-c", _DECLARED], tmp_path, env).stdout))
+    assert {"torch", "transformers", "ipykernel"} <= declared, declared
+
+    spec = tmp_path / "kernels" / "wheel"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "the wheel's environment", "language": "python"}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    nb = nbformat.read(lesson, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(_LOADED))
+    km = KernelManager(kernel_name="wheel",
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec.parent)]))
+    started = time.monotonic()
+    NotebookClient(nb, km=km, timeout=600).execute(env=env, cwd=str(scratch))
+    print(f"{lesson.name}: {time.monotonic() - started:.1f} s")
+    errors = [out for cell in nb.cells if cell.cell_type == "code"
+              for out in cell.outputs if out.output_type == "error"]
+    assert not errors, errors
+    report = json.loads(nb.cells[-1].outputs[-1].text)
+    assert Path(report["python"]).parent == installed, report["python"]
+    assert Path(report["mlmcourse"]).is_relative_to(installed.parent), report["mlmcourse"]
+    loaded = {canonicalize_name(d) for d in report["distributions"]}
+    assert loaded - declared == set(), (
+        f"{lesson.name} loads distributions the wheel's dependencies do not install: "
+        f"{sorted(loaded - declared)}")
