@@ -59,7 +59,8 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # the course's maths in a code span (`Pr_i^{W,θ}`) reads as code in JupyterLab, not as maths
 CODE_SPAN = re.compile(r"`[^`\n]+`")
-NOTATION = ("Pr_", "θ", "Σ", "x̄", "τ")
+NOTATION = ("Pr_", "Pr(", "θ", "Σ", "x̄", "τ", "^gold", "A(x)")
+SYMBOL = re.compile(r"`[A-Za-z](_[a-z])?`")  # a symbol of the notation: `x`, `i`, `W`, `x_i`
 
 
 @pytest.mark.parametrize("assignment", v.ASSIGNMENTS)
@@ -68,7 +69,7 @@ def test_exercise_text_writes_the_notation_as_maths(assignment: str) -> None:
     book alike), never as a code span."""
     cells = [c for c in v.read(v.source_path(assignment)).cells if c.cell_type == "markdown"]
     spans = [span for c in cells for span in CODE_SPAN.findall(c.source)
-             if any(symbol in span for symbol in NOTATION)]
+             if any(symbol in span for symbol in NOTATION) or SYMBOL.fullmatch(span)]
     assert not spans, spans
     assert any("$" in c.source for c in cells)
 
