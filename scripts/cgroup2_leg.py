@@ -31,7 +31,7 @@ Usage (as root, from anywhere)::
 
     python3 scripts/cgroup2_leg.py                  # this checkout, with its .venv/bin/python
     python3 scripts/cgroup2_leg.py --checkout DIR --python PY
-    python3 scripts/cgroup2_leg.py --benchmark "ex2_masking --students 6 --large 30" \
+    python3 scripts/cgroup2_leg.py --benchmark "ex2_masking --students 6 --large 30 --no-nbgrader" \
         --vm-seconds 3600                           # the grading benchmark's ratios in the VM
 
 The script itself needs only the standard library; the grader runs with ``--python`` (default
