@@ -453,6 +453,7 @@ def main() -> int:
     for name, seconds in times.items():
         print(f"  {name:<40} {seconds:7.1f} s")
     if problems:
+        problems = [*stalls, *problems]
         print("== cgroup2 leg FAILED")
         for problem in problems:
             print(f"  {problem}")
