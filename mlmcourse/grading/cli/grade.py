@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade WITHOUT isolation: student code can read and change "
                         "everything you can; only for trusted submissions")
+    parser.add_argument("--cluster", metavar="tls://H:P", default=None,
+                        help="send each submission to the workers of this Dask scheduler "
+                        "(mlmcourse cluster); this process then needs no root")
+    parser.add_argument("--certs", type=Path, default=None, metavar="DIR",
+                        help="the cluster's certificates (mlmcourse cluster certs), with "
+                        "--cluster")
     parser.add_argument("--show-policy", action="store_true",
                         help="print the sandbox policy this host enforces (mounts, namespaces, "
                         "limits, cgroup version) and exit without grading")
@@ -96,6 +102,11 @@ def usage_errors(args: argparse.Namespace) -> list[str]:
         errors.append(f"--jobs must be between 1 and {UID_BLOCK}, not {args.jobs}")
     if not args.timeout > 0:
         errors.append(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if (args.cluster is None) != (args.certs is None):
+        errors.append("--cluster and --certs go together")
+    elif args.cluster is not None and not args.cluster.startswith("tls://"):
+        errors.append(f"--cluster {args.cluster}: the cluster is reached only over mutual TLS "
+                      "(tls://HOST:PORT)")
     if args.out.exists() and not args.out.is_dir():
         errors.append(f"--out {args.out} is a file, not a folder")
     return errors
@@ -134,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
                         args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster,
-                        explain=checks.explain)
+                        cluster=args.cluster, certs=args.certs, explain=checks.explain)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)

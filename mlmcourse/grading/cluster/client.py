@@ -1,0 +1,115 @@
+"""The instructor's side of a cluster run: the same interface as the local
+:class:`~mlmcourse.grading.workers.pool.WorkerPool` (``run(tasks)`` gives a
+:class:`~mlmcourse.grading.workers.pool.ResultStream`, ``close()``), but each task goes to a
+Dask worker with the submission's files as bytes, and comes back as JSON. Nothing here needs
+root or cgroups; nothing a student made is unpickled here (a result is a JSON string).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from pathlib import Path
+
+from mlmcourse.grading.model import Graded, Result, Task
+from mlmcourse.grading.workers.pool import ResultStream
+
+CONNECT_SECONDS = 60.0
+"""How long the client waits for the scheduler and for a worker that serves."""
+
+
+class ClusterUnavailable(Exception):
+    """The cluster cannot grade this class (the message says why)."""
+
+
+def check_address(address: str) -> None:
+    """Only mutual TLS: a ``tcp://`` (or any other) address is refused."""
+    if not address.startswith("tls://"):
+        raise ClusterUnavailable(f"--cluster {address}: the cluster is reached only over "
+                                 "mutual TLS (tls://HOST:PORT)")
+
+
+class ClusterPool:
+    """The workers of the Dask cluster at ``address``, reached with ``certs``'s client
+    certificate; ``source`` is the assignment's source notebook (sent once per worker),
+    ``say`` reports the workers that refused to serve."""
+
+    def __init__(self, address: str, certs: Path, source: Path, source_sha: str,
+                 say=print) -> None:
+        from distributed import Client
+
+        from mlmcourse.grading.cluster.certs import security
+        from mlmcourse.grading.cluster.worker import worker_status
+
+        check_address(address)
+        try:
+            self.client = Client(address, security=security(certs, "client"),
+                                 timeout=CONNECT_SECONDS, set_as_default=False)
+        except OSError as exc:
+            raise ClusterUnavailable(f"cannot reach the scheduler {address}: {exc}") from None
+        try:
+            self.client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+            statuses = self.client.run(worker_status)
+        except Exception as exc:
+            self.client.close()
+            raise ClusterUnavailable(f"no worker of {address} answered: {exc}") from None
+        for worker, status in sorted(statuses.items()):
+            if status["refused"]:
+                say(f"warning: the worker {worker} refused to grade: {status['refused']}")
+        if not any(s["slots"] for s in statuses.values()):
+            self.client.close()
+            raise ClusterUnavailable(f"no worker of {address} may grade (every one refused)")
+        raw = source.read_bytes()
+        self.source = self.client.scatter(raw, broadcast=True, hash=False)
+        self.source_sha = source_sha
+        self.thread: threading.Thread | None = None
+        self.closing = False
+
+    def run(self, tasks: list[Task]) -> ResultStream:
+        """Send every task (the first one, the source solution, before the others); a thread
+        hands the results over in completion order."""
+        from distributed import as_completed
+
+        from mlmcourse.grading.cluster.worker import SLOT, grade_submission
+
+        futures = {}
+        for rank, task in enumerate(tasks):
+            notebook = Path(task.notebook).read_bytes() if task.notebook else None
+            files = [(name, Path(path).read_bytes()) for path, name in task.files]
+            future = self.client.submit(grade_submission, task.to_json(), notebook, files,
+                                        self.source, self.source_sha, pure=False,
+                                        resources={SLOT: 1}, priority=len(tasks) - rank,
+                                        key=f"grade-{rank}-{task.student_id}")
+            futures[future] = task
+        results: queue.SimpleQueue = queue.SimpleQueue()
+
+        def serve() -> None:
+            try:
+                for future in as_completed(futures, loop=self.client.loop):
+                    if self.closing:
+                        return
+                    task = futures[future]
+                    try:
+                        text = future.result()
+                        results.put(Graded.from_json(json.loads(text)))
+                    except Exception as exc:
+                        results.put(Graded(Result.failed(
+                            task.student_id, task.assignment, 0.0,
+                            f"the cluster could not grade this submission: "
+                            f"{type(exc).__name__}: {exc}"[:600])))
+            except BaseException as exc:
+                results.put(exc)
+            finally:
+                results.put(None)
+
+        self.thread = threading.Thread(target=serve, name="grading-cluster", daemon=True)
+        self.thread.start()
+        return ResultStream(results)
+
+    def close(self) -> None:
+        """Cancel what is left and leave the cluster (again: nothing to do)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.client.close()
