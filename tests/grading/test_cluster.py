@@ -194,3 +194,31 @@ def test_a_worker_killed_mid_class_loses_nothing(tmp_path: Path, cluster: Cluste
     assert {r["student_id"]: r["status"] for r in rows if r["status"] != "graded"} == {
         "infinite_loop": "failed"}, rows
     assert sorted(p.stem for p in results.glob("*.json")) == students
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_class_stops_the_client_and_keeps_what_was_recorded(
+        tmp_path: Path, cluster: Cluster) -> None:
+    course, subs = _class(tmp_path, ["infinite_loop", "honest_1"], copies=4)
+    students = sorted(p.name for p in subs.iterdir())
+    command = [*MLMCOURSE, "grade", "softmax", str(subs), "--out", str(tmp_path / "out"),
+               "--course", str(course), "--timeout", "15"]
+    grader = subprocess.Popen([*command, "--cluster", cluster.address, "--certs",
+                               str(cluster.certs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "out" / "results"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 1:
+        time.sleep(0.05)
+    os.killpg(cluster.processes["scheduler"].pid, signal.SIGKILL)
+    _, stderr = grader.communicate(timeout=600)
+    assert grader.returncode == 2, stderr[-2000:]
+    assert "went away" in stderr and "run the same command again" in stderr
+    kept = {p.name: p.read_text() for p in results.glob("*.json")}  # with its grading time
+    assert 0 < len(kept) < len(students)
+    rerun = subprocess.run([*command, "--jobs", "2"], capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 1, rerun.stderr[-2000:]  # infinite_loop times out
+    after = {p.name: p.read_text() for p in results.glob("*.json")}
+    assert sorted(Path(name).stem for name in after) == students
+    assert {name: after[name] for name in kept} == kept  # the rerun graded only the rest

@@ -14,8 +14,12 @@ namespaces, system calls, limits, cgroup version and folders) without grading.
 With --roster CSV (columns lms_id and student_id), the students of an LMS zip are graded under
 the ids of the course's gradebook; a submission whose LMS id is not on it is failed.
 
+With --cluster tls://H:P --certs DIR, each submission is graded by a worker of that Dask
+cluster (see mlmcourse cluster), sandboxed there; this process needs no root.
+
 Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
-sandbox cannot be set up (nothing is written), 3 the source solution does not get full marks,
+sandbox cannot be set up (nothing is written), or the cluster's scheduler went away (what was
+recorded is kept: the same command grades the rest), 3 the source solution does not get full marks,
 130 interrupted (Ctrl-C: the results stored so far are reused by the next run).
 """
 
@@ -27,6 +31,7 @@ import sys
 from pathlib import Path
 
 from mlmcourse import checks
+from mlmcourse.grading.cluster.client import ClusterLost
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
 from mlmcourse.grading.inputs.lms import RosterError, read_roster
@@ -180,6 +185,11 @@ def _grade(settings: Settings, created: Path | None) -> int:
     except SolutionFails as exc:
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 3
+    except ClusterLost as exc:
+        print(f"mlmcourse grade: error: {exc}; the results recorded so far are kept in "
+              f"{settings.out.resolve() / 'results'}: run the same command again once the "
+              "cluster is back to grade the rest", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     failed = [r for r in rows if r.status == Status.FAILED]

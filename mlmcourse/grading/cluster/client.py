@@ -23,6 +23,11 @@ class ClusterUnavailable(Exception):
     """The cluster cannot grade this class (the message says why)."""
 
 
+class ClusterLost(Exception):
+    """The scheduler went away during the run (exit code 2): the results recorded so far are
+    kept, and the same command grades the rest."""
+
+
 def check_address(address: str) -> None:
     """Only mutual TLS: a ``tcp://`` (or any other) address is refused."""
     if not address.startswith("tls://"):
@@ -43,6 +48,7 @@ class ClusterPool:
         from mlmcourse.grading.cluster.worker import worker_status
 
         check_address(address)
+        self.address = address
         try:
             self.client = Client(address, security=security(certs, "client"),
                                  timeout=CONNECT_SECONDS, set_as_default=False)
@@ -69,6 +75,8 @@ class ClusterPool:
     def run(self, tasks: list[Task]) -> ResultStream:
         """Send every task (the first one, the source solution, before the others); a thread
         hands the results over in completion order."""
+        from concurrent.futures import CancelledError
+
         from distributed import as_completed
 
         from mlmcourse.grading.cluster.worker import SLOT, grade_submission
@@ -93,6 +101,9 @@ class ClusterPool:
                     try:
                         text = future.result()
                         results.put(Graded.from_json(json.loads(text)))
+                    except CancelledError:  # what the client does with its futures when the
+                        # scheduler is gone for good
+                        raise ClusterLost(f"the scheduler {self.address} went away") from None
                     except Exception as exc:
                         results.put(Graded(Result.failed(
                             task.student_id, task.assignment, 0.0,
