@@ -1,15 +1,13 @@
 """Grade beyond one machine: a Dask cluster behind mutual TLS whose workers host mlmcourse's
-sandboxed grading slots.
+sandboxed grading slots. "certs DIR" writes a new CA and the roles' certificates; "scheduler
+--certs DIR" runs the scheduler (mutual TLS only); "worker tls://H:P --certs DIR" runs a worker
+with N sandboxed slots (as root, with cgroups: a worker that cannot sandbox joins but grades
+nothing, and the client says why). Then: mlmcourse grade A SUBS --out OUT --cluster tls://H:P
+--certs DIR.
 
-  mlmcourse cluster certs DIR                      a new CA and the roles' certificates
-  mlmcourse cluster scheduler --certs DIR          the scheduler (mutual TLS only)
-  mlmcourse cluster worker tls://H:P --certs DIR   a worker with N sandboxed slots (as root)
-
-then: mlmcourse grade A SUBS --out OUT --cluster tls://H:P --certs DIR
-
-Whoever holds client.pem can run any code as root on every worker: keep it on the
-instructor's machine only; worker.pem goes to the grading machines, scheduler.pem to the
-scheduler's, ca.pem to all.
+Whoever holds client.pem can run any code as root on every worker: keep it on the instructor's
+machine only; worker.pem goes to the grading machines, scheduler.pem to the scheduler's, ca.pem
+to all three.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from mlmcourse.grading.cluster.scheduler import DEFAULT_PORT
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT
 
 
@@ -29,15 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "client's certificates (mode 0600)")
     certs.add_argument("folder", type=Path, metavar="DIR")
     scheduler = sub.add_parser("scheduler", help="run the Dask scheduler (mutual TLS only)")
-    scheduler.add_argument("--certs", type=Path, required=True, metavar="DIR")
+    scheduler.add_argument("--certs", type=Path, required=True, metavar="DIR",
+                           help="the folder holding ca.pem and scheduler.pem")
     scheduler.add_argument("--host", default="127.0.0.1", metavar="H",
                            help="address to listen on (default: 127.0.0.1)")
-    scheduler.add_argument("--port", type=int, default=8786, metavar="P",
-                           help="port (default: 8786)")
+    scheduler.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="P",
+                           help=f"port (default: {DEFAULT_PORT})")
     worker = sub.add_parser("worker", help="run a Dask worker hosting sandboxed grading slots "
                             "(needs root and cgroups, as a local run)")
     worker.add_argument("address", metavar="tls://H:P", help="the scheduler")
-    worker.add_argument("--certs", type=Path, required=True, metavar="DIR")
+    worker.add_argument("--certs", type=Path, required=True, metavar="DIR",
+                        help="the folder holding ca.pem and worker.pem")
     worker.add_argument("--slots", type=int, default=DEFAULT_JOBS, metavar="N",
                         help="submissions graded at once (default: number of CPUs)")
     worker.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",

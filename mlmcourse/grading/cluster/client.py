@@ -15,6 +15,8 @@ from pathlib import Path
 from mlmcourse.grading.model import Graded, Result, Task
 from mlmcourse.grading.workers.pool import ResultStream
 
+RESENDS = 3
+"""How many times a task the scheduler dropped is sent again before its student is failed."""
 CONNECT_SECONDS = 60.0
 """How long the client waits for the scheduler and for a worker that serves."""
 
@@ -33,6 +35,13 @@ def check_address(address: str) -> None:
     if not address.startswith("tls://"):
         raise ClusterUnavailable(f"--cluster {address}: the cluster is reached only over "
                                  "mutual TLS (tls://HOST:PORT)")
+
+
+def _failed(task: Task, exc: BaseException) -> Graded:
+    """The task's student, failed for the cluster's problem (graded again by the next run)."""
+    return Graded(Result.failed(task.student_id, task.assignment, 0.0,
+                                f"the cluster could not grade this submission: "
+                                f"{type(exc).__name__}: {exc}"[:600]))
 
 
 class ClusterPool:
@@ -66,11 +75,21 @@ class ClusterPool:
         if not any(s["slots"] for s in statuses.values()):
             self.client.close()
             raise ClusterUnavailable(f"no worker of {address} may grade (every one refused)")
-        raw = source.read_bytes()
-        self.source = self.client.scatter(raw, broadcast=True, hash=False)
+        self.raw_source = source.read_bytes()
+        self.source = self.client.scatter(self.raw_source, broadcast=True, hash=False)
         self.source_sha = source_sha
         self.thread: threading.Thread | None = None
         self.closing = False
+
+    def _submit(self, task: Task, priority: int, key: str) -> object:
+        """Send ``task`` to the cluster: the submission's files as bytes, the source once."""
+        from mlmcourse.grading.cluster.worker import SLOT, grade_submission
+
+        notebook = Path(task.notebook).read_bytes() if task.notebook else None
+        files = [(name, Path(path).read_bytes()) for path, name in task.files]
+        return self.client.submit(grade_submission, task.to_json(), notebook, files,
+                                  self.source, self.source_sha, pure=False,
+                                  resources={SLOT: 1}, priority=priority, key=key)
 
     def run(self, tasks: list[Task]) -> ResultStream:
         """Send every task (the first one, the source solution, before the others); a thread
@@ -79,36 +98,41 @@ class ClusterPool:
 
         from distributed import as_completed
 
-        from mlmcourse.grading.cluster.worker import SLOT, grade_submission
-
         futures = {}
         for rank, task in enumerate(tasks):
-            notebook = Path(task.notebook).read_bytes() if task.notebook else None
-            files = [(name, Path(path).read_bytes()) for path, name in task.files]
-            future = self.client.submit(grade_submission, task.to_json(), notebook, files,
-                                        self.source, self.source_sha, pure=False,
-                                        resources={SLOT: 1}, priority=len(tasks) - rank,
-                                        key=f"grade-{rank}-{task.student_id}")
-            futures[future] = task
+            futures[self._submit(task, len(tasks) - rank, f"grade-{rank}-{task.student_id}")
+                    ] = task
         results: queue.SimpleQueue = queue.SimpleQueue()
 
         def serve() -> None:
+            resent: dict[str, int] = {}
             try:
-                for future in as_completed(futures, loop=self.client.loop):
+                finished = as_completed(futures, loop=self.client.loop)
+                for future in finished:
                     if self.closing:
                         return
-                    task = futures[future]
+                    task = futures.pop(future)
                     try:
                         text = future.result()
                         results.put(Graded.from_json(json.loads(text)))
-                    except CancelledError:  # what the client does with its futures when the
-                        # scheduler is gone for good
-                        raise ClusterLost(f"the scheduler {self.address} went away") from None
+                    except CancelledError as exc:
+                        if getattr(exc, "reason", "") == "scheduler-connection-lost":
+                            raise ClusterLost(f"the scheduler {self.address} went away"
+                                              ) from None
+                        # the scheduler dropped the task (e.g. the source's copy was lost
+                        # with a worker): sent again, at most RESENDS times
+                        count = resent[task.student_id] = resent.get(task.student_id, 0) + 1
+                        if count > RESENDS:
+                            results.put(_failed(task, exc))
+                            continue
+                        if self.source.status != "finished":
+                            self.source = self.client.scatter(self.raw_source, broadcast=True,
+                                                              hash=False)
+                        again = self._submit(task, 0, f"{future.key}-again{count}")
+                        futures[again] = task
+                        finished.add(again)
                     except Exception as exc:
-                        results.put(Graded(Result.failed(
-                            task.student_id, task.assignment, 0.0,
-                            f"the cluster could not grade this submission: "
-                            f"{type(exc).__name__}: {exc}"[:600])))
+                        results.put(_failed(task, exc))
             except BaseException as exc:
                 results.put(exc)
             finally:

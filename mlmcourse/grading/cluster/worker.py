@@ -175,16 +175,19 @@ def grade_submission(task: dict, notebook: bytes | None, files: list[tuple[str, 
 
 async def serve(address: str, certs: Path, slots: int, timeout: float) -> None:
     """Run the Dask worker until the scheduler goes away or it is stopped."""
+    import dask
     from distributed import Worker
 
     from mlmcourse.grading.cluster.certs import security
+    from mlmcourse.grading.cluster.scheduler import LOOPBACK_HTTP, NO_HTTP
 
     plugin = Slots(slots, timeout)
     resources = {} if plugin.refused else {SLOT: slots}
     try:
-        async with Worker(address, security=security(certs, "worker"), nthreads=slots,
-                          resources=resources, plugins=(plugin,), dashboard=False,
-                          ) as worker:
-            await worker.finished()
+        with dask.config.set(NO_HTTP):
+            async with Worker(address, security=security(certs, "worker"), nthreads=slots,
+                              resources=resources, plugins=(plugin,), dashboard=False,
+                              dashboard_address=LOOPBACK_HTTP) as worker:
+                await worker.finished()
     finally:
         plugin.close()
