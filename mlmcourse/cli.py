@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "release": ("mlmcourse.grading.cli.release", "generate the student versions of the exercises"),
     "check": ("mlmcourse.grading.cli.check", "run an exercise notebook's visible tests"),
     "grade": ("mlmcourse.grading.cli.grade", "autograde a whole class, in parallel and sandboxed"),
+    "cluster": ("mlmcourse.grading.cli.cluster", "grade on a Dask cluster behind mutual TLS: "
+                "certificates, scheduler, workers"),
 }
 
 

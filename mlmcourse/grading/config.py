@@ -44,6 +44,11 @@ class Settings:
     sandbox: bool = True
     roster: dict[str, str] | None = None
     """LMS id -> student id (see :func:`~mlmcourse.grading.inputs.lms.read_roster`)."""
+    cluster: str | None = None
+    """The Dask scheduler (``tls://HOST:PORT``) whose workers grade, sandboxed there; ``None``
+    grades on this machine."""
+    certs: Path | None = None
+    """The folder of the cluster's certificates (``mlmcourse cluster certs``)."""
     explain: Callable[[str], str] | None = None
     """The course's sentence for a misconception code, for feedback and the report
     (``mlmcourse grade`` passes :func:`mlmcourse.checks.explain`); the engine holds none."""

@@ -49,7 +49,8 @@ from mlmcourse.grading.sandbox.policy import (
 )
 from mlmcourse.grading.workers.pool import ResultStream, WorkerPool
 
-if TYPE_CHECKING:  # imports nbgrader: loaded only once the workers are starting
+if TYPE_CHECKING:  # imports nbgrader (and distributed): loaded only when needed
+    from mlmcourse.grading.cluster.client import ClusterPool
     from mlmcourse.grading.outputs import gradebook
 
 SOLUTION_ID = "(source solution)"  # no student id looks like this (see lms.SAFE_ID)
@@ -89,9 +90,19 @@ class Run:
 
     def stored_settings(self) -> dict:
         """What a stored result depends on besides the submission and the source."""
-        limits = self.policy.limits if self.policy else Limits()
+        if self.policy is not None:
+            limits = self.policy.limits
+        elif self.settings.cluster:  # the workers' sandboxes: see run_limits
+            limits = run_limits(self.settings.timeout)
+        else:
+            limits = Limits()
         return {"timeout": self.settings.timeout, "limits": vars(limits),
-                "sandbox": self.policy is not None}
+                "sandbox": self.policy is not None or bool(self.settings.cluster)}
+
+
+def run_limits(timeout: float) -> Limits:
+    """What every sandbox of a run with ``timeout`` may use."""
+    return Limits(cpu_seconds=int(timeout) + CPU_SECONDS_MARGIN)
 
 
 def sandbox_policy(timeout: float) -> tuple[Policy, int]:
@@ -121,8 +132,7 @@ def sandbox_policy(timeout: float) -> tuple[Policy, int]:
         os.close(uid_lock)
         raise GradingRefused(f"{exc}; pass --no-sandbox to grade trusted code without "
                              "isolation") from None
-    limits = Limits(cpu_seconds=int(timeout) + CPU_SECONDS_MARGIN)
-    return build_policy(uid_base, plan, limits), uid_lock
+    return build_policy(uid_base, plan, run_limits(timeout)), uid_lock
 
 
 def release_sandbox(policy: Policy, uid_lock: int) -> None:
@@ -148,7 +158,8 @@ def prepare(settings: Settings) -> Run:
         source = load_source(path)
     except (ValueError, SubmissionProblem) as exc:
         raise GradingRefused(f"cannot read the source notebook {path}: {exc}") from None
-    policy, uid_lock = sandbox_policy(settings.timeout) if settings.sandbox else (None, None)
+    local = settings.sandbox and not settings.cluster  # a cluster's workers check their own
+    policy, uid_lock = sandbox_policy(settings.timeout) if local else (None, None)
     if uid_lock is not None:
         _remove_left_behind(Path(uids.left_behind(uid_lock)))
     workroot = Path(tempfile.mkdtemp(prefix=WORKROOT_PREFIX))  # 0700, a name nobody can guess
@@ -384,6 +395,21 @@ def with_manual_scores(result: Result, manual: dict[str, float],
 AWAITING = "handed in again after it was graded by hand: waiting for the instructor to grade it"
 
 
+def start_pool(run: Run, count: int, say: Callable[[str], None]
+               ) -> WorkerPool | ClusterPool:
+    """The workers that grade ``count`` tasks: this machine's, or the cluster's."""
+    if not run.settings.cluster:
+        return WorkerPool(min(run.settings.jobs, max(count, 1)), run.source.warm_modules,
+                          run.workroot, run.policy)
+    from mlmcourse.grading.cluster.client import ClusterPool, ClusterUnavailable
+
+    try:
+        return ClusterPool(run.settings.cluster, run.settings.certs, run.source_path,
+                           run.source.sha256, say)
+    except ClusterUnavailable as exc:
+        raise GradingRefused(str(exc)) from None
+
+
 def grade_class(settings: Settings, progress: Callable[[int, int], object] | None = None,
                 say: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
                 ) -> list[Result]:
@@ -397,8 +423,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
         results, tasks = plan(run, submissions)
         # the workers warm up (import torch, fork their zygotes) and grade the source solution,
         # then the first students, while nbgrader is imported here
-        pool = WorkerPool(min(settings.jobs, max(len(tasks), 1)), run.source.warm_modules,
-                          run.workroot, run.policy) if tasks else None
+        pool = start_pool(run, len(tasks), say) if tasks else None
         try:
             stream = pool.run([solution_task(run), *tasks]) if pool else None
             # imports nbgrader: slow, so after the pool has started

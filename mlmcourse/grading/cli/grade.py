@@ -14,8 +14,12 @@ namespaces, system calls, limits, cgroup version and folders) without grading.
 With --roster CSV (columns lms_id and student_id), the students of an LMS zip are graded under
 the ids of the course's gradebook; a submission whose LMS id is not on it is failed.
 
+With --cluster tls://H:P --certs DIR, each submission is graded by a worker of that Dask
+cluster (see mlmcourse cluster), sandboxed there; this process needs no root.
+
 Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
-sandbox cannot be set up (nothing is written), 3 the source solution does not get full marks,
+sandbox cannot be set up (nothing is written), or the cluster's scheduler went away (what was
+recorded is kept: the same command grades the rest), 3 the source solution does not get full marks,
 130 interrupted (Ctrl-C: the results stored so far are reused by the next run).
 """
 
@@ -27,6 +31,7 @@ import sys
 from pathlib import Path
 
 from mlmcourse import checks
+from mlmcourse.grading.cluster.client import ClusterLost
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
 from mlmcourse.grading.inputs.lms import RosterError, read_roster
@@ -56,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="grade WITHOUT isolation: student code can read and change "
                         "everything you can; only for trusted submissions")
+    parser.add_argument("--cluster", metavar="tls://H:P", default=None,
+                        help="send each submission to the workers of this Dask scheduler "
+                        "(mlmcourse cluster); this process then needs no root")
+    parser.add_argument("--certs", type=Path, default=None, metavar="DIR",
+                        help="the cluster's certificates (mlmcourse cluster certs), with "
+                        "--cluster")
     parser.add_argument("--show-policy", action="store_true",
                         help="print the sandbox policy this host enforces (mounts, namespaces, "
                         "limits, cgroup version) and exit without grading")
@@ -96,6 +107,11 @@ def usage_errors(args: argparse.Namespace) -> list[str]:
         errors.append(f"--jobs must be between 1 and {UID_BLOCK}, not {args.jobs}")
     if not args.timeout > 0:
         errors.append(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if (args.cluster is None) != (args.certs is None):
+        errors.append("--cluster and --certs go together")
+    elif args.cluster is not None and not args.cluster.startswith("tls://"):
+        errors.append(f"--cluster {args.cluster}: the cluster is reached only over mutual TLS "
+                      "(tls://HOST:PORT)")
     if args.out.exists() and not args.out.is_dir():
         errors.append(f"--out {args.out} is a file, not a folder")
     return errors
@@ -134,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
                         args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster,
-                        explain=checks.explain)
+                        cluster=args.cluster, certs=args.certs, explain=checks.explain)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)
@@ -169,6 +185,11 @@ def _grade(settings: Settings, created: Path | None) -> int:
     except SolutionFails as exc:
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 3
+    except ClusterLost as exc:
+        print(f"mlmcourse grade: error: {exc}; the results recorded so far are kept in "
+              f"{settings.out.resolve() / 'results'}: run the same command again once the "
+              "cluster is back to grade the rest", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     failed = [r for r in rows if r.status == Status.FAILED]

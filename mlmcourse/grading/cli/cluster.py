@@ -1,0 +1,72 @@
+"""Grade beyond one machine: a Dask cluster behind mutual TLS whose workers host mlmcourse's
+sandboxed grading slots. "certs DIR" writes a new CA and the roles' certificates; "scheduler
+--certs DIR" runs the scheduler (mutual TLS only); "worker tls://H:P --certs DIR" runs a worker
+with N sandboxed slots (as root, with cgroups: a worker that cannot sandbox joins but grades
+nothing, and the client says why). Then: mlmcourse grade A SUBS --out OUT --cluster tls://H:P
+--certs DIR.
+
+Whoever holds client.pem can run any code as root on every worker: keep it on the instructor's
+machine only; worker.pem goes to the grading machines, scheduler.pem to the scheduler's, ca.pem
+to all three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from mlmcourse.grading.cluster.scheduler import DEFAULT_PORT
+from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mlmcourse cluster``: one sub-command per role."""
+    sub = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
+    certs = sub.add_parser("certs", help="write a new CA and the scheduler's, workers' and "
+                           "client's certificates (mode 0600)")
+    certs.add_argument("folder", type=Path, metavar="DIR")
+    scheduler = sub.add_parser("scheduler", help="run the Dask scheduler (mutual TLS only)")
+    scheduler.add_argument("--certs", type=Path, required=True, metavar="DIR",
+                           help="the folder holding ca.pem and scheduler.pem")
+    scheduler.add_argument("--host", default="127.0.0.1", metavar="H",
+                           help="address to listen on (default: 127.0.0.1)")
+    scheduler.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="P",
+                           help=f"port (default: {DEFAULT_PORT})")
+    worker = sub.add_parser("worker", help="run a Dask worker hosting sandboxed grading slots "
+                            "(needs root and cgroups, as a local run)")
+    worker.add_argument("address", metavar="tls://H:P", help="the scheduler")
+    worker.add_argument("--certs", type=Path, required=True, metavar="DIR",
+                        help="the folder holding ca.pem and worker.pem")
+    worker.add_argument("--slots", type=int, default=DEFAULT_JOBS, metavar="N",
+                        help="submissions graded at once (default: number of CPUs)")
+    worker.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="the runs' --timeout (the sandboxes' CPU limit follows from it; "
+                        f"default: {DEFAULT_TIMEOUT:g})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the role; returns the exit code."""
+    from mlmcourse.grading.cluster import certs, client, scheduler, worker
+
+    try:
+        if args.role == "certs":
+            for path in certs.write_certificates(args.folder):
+                print(path)
+            return 0
+        if args.role == "scheduler":
+            asyncio.run(scheduler.serve(args.certs, args.host, args.port))
+            return 0
+        client.check_address(args.address)
+        from mlmcourse.grading.sandbox.policy import UID_BLOCK
+
+        if not 1 <= args.slots <= UID_BLOCK or not args.timeout > 0:
+            print(f"mlmcourse cluster worker: error: --slots must be between 1 and {UID_BLOCK}, "
+                  "--timeout positive", file=sys.stderr)
+            return 2
+        asyncio.run(worker.serve(args.address, args.certs, args.slots, args.timeout))
+        return 0
+    except (certs.CertificatesMissing, client.ClusterUnavailable, OSError) as exc:
+        print(f"mlmcourse cluster {args.role}: error: {exc}", file=sys.stderr)
+        return 2
