@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,53 +144,79 @@ _owners = _md.packages_distributions()
 _tops = {m.split(".")[0] for m in list(_sys.modules)}
 print(_json.dumps({
     "python": _sys.executable,
-    "mlmcourse": _sys.modules["mlmcourse"].__file__,
+    "mlmcourse": getattr(_sys.modules.get("mlmcourse"), "__file__", None),
     "distributions": sorted({d for m in _tops for d in _owners.get(m, [])}),
 }))
 """
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
-def test_every_lesson_runs_from_the_wheel_with_its_declared_dependencies(
-        installed: Path, lesson: Path, tmp_path: Path) -> None:
-    """Each notebook in notebooks/ runs top to bottom in a kernel of the wheel's environment,
-    started in a folder outside the checkout, and loads nothing but what the wheel's declared
-    dependencies install: the environment also holds the ``grade`` extra, so a lesson that
-    imports a package only an extra (or only the development install) brings would run here,
-    but it would load a distribution outside the declared set and fail."""
+def _run_in_wheel_kernel(nb: Any, installed: Path, folder: Path) -> dict:
+    """Execute ``nb`` (with :data:`_LOADED` appended) in a kernel of the wheel's environment,
+    started in ``folder/scratch``, outside the checkout; returns what :data:`_LOADED` printed.
+    The notebook's outputs are kept in ``nb``; an error in a cell fails the caller."""
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
-    from packaging.utils import canonicalize_name
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")}
-    python = installed / "python"
-    declared = set(json.loads(_run([str(python), "-c", _DECLARED], tmp_path, env).stdout))
-    assert {"torch", "transformers", "ipykernel"} <= declared, declared
-
-    spec = tmp_path / "kernels" / "wheel"
+    spec = folder / "kernels" / "wheel"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [str(installed / "python"), "-m", "ipykernel_launcher", "-f",
+                 "{connection_file}"],
         "display_name": "the wheel's environment", "language": "python"}))
-    scratch = tmp_path / "scratch"
+    scratch = folder / "scratch"
     scratch.mkdir()
-    nb = nbformat.read(lesson, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(_LOADED))
     km = KernelManager(kernel_name="wheel",
                        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec.parent)]))
-    started = time.monotonic()
     NotebookClient(nb, km=km, timeout=600).execute(env=env, cwd=str(scratch))
-    print(f"{lesson.name}: {time.monotonic() - started:.1f} s")
     errors = [out for cell in nb.cells if cell.cell_type == "code"
               for out in cell.outputs if out.output_type == "error"]
     assert not errors, errors
-    report = json.loads(nb.cells[-1].outputs[-1].text)
+    return json.loads(nb.cells[-1].outputs[-1].text)
+
+
+@pytest.fixture(scope="module")
+def allowed(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The distributions a lesson may load: those the wheel's declared dependencies install (no
+    extras), and those an empty kernel loads by itself (the control: ipykernel picks up optional
+    packages such as msgpack when the environment has them, whatever the lesson imports)."""
+    import nbformat
+    from packaging.utils import canonicalize_name
+
+    folder = tmp_path_factory.mktemp("kernel-alone")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")}
+    declared = set(json.loads(
+        _run([str(installed / "python"), "-c", _DECLARED], folder, env).stdout))
+    assert {"torch", "transformers", "ipykernel"} <= declared, declared
+    alone = _run_in_wheel_kernel(nbformat.v4.new_notebook(), installed, folder)
+    by_itself = {canonicalize_name(d) for d in alone["distributions"]}
+    assert "torch" not in by_itself and "mlmcourse" not in by_itself, by_itself
+    return declared | by_itself
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
+def test_every_lesson_runs_from_the_wheel_with_its_declared_dependencies(
+        installed: Path, allowed: set[str], lesson: Path, tmp_path: Path) -> None:
+    """Each notebook in notebooks/ runs top to bottom in a kernel of the wheel's environment,
+    started in a folder outside the checkout, and loads nothing but what the wheel's declared
+    dependencies install: the environment also holds the ``grade`` extra, so a lesson that
+    imports a package only an extra (or only the development install) brings would run here,
+    but it would load a distribution outside the allowed set and fail."""
+    import nbformat
+    from packaging.utils import canonicalize_name
+
+    started = time.monotonic()
+    report = _run_in_wheel_kernel(nbformat.read(lesson, as_version=4), installed, tmp_path)
+    print(f"{lesson.name}: {time.monotonic() - started:.1f} s")
     assert Path(report["python"]).parent == installed, report["python"]
+    assert report["mlmcourse"], "the lesson never imported mlmcourse"
     assert Path(report["mlmcourse"]).is_relative_to(installed.parent), report["mlmcourse"]
     loaded = {canonicalize_name(d) for d in report["distributions"]}
-    assert loaded - declared == set(), (
+    assert loaded - allowed == set(), (
         f"{lesson.name} loads distributions the wheel's dependencies do not install: "
-        f"{sorted(loaded - declared)}")
+        f"{sorted(loaded - allowed)}")
