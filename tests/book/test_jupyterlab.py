@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 from test_browser import _expected_fates, _shown_fates, _softmax
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -43,11 +42,6 @@ SETTINGS = {  # JupyterLab user settings: every cell in the DOM, no news or upda
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +81,7 @@ def lab(lab_root: Path, unavailable: Callable[[str], None]) -> Iterator[str]:
         "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
     }
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = (base / "server.log").open("w")
     server = subprocess.Popen(

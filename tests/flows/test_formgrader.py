@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import stop_group
+from conftest import free_port, stop_group
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
@@ -99,11 +98,6 @@ def _hostile_submission() -> dict:
     return nb
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # --- the graded course ---------------------------------------------------------------------
 
@@ -156,7 +150,7 @@ class Formgrader:
     """``jupyter server`` with nbgrader's formgrader on 127.0.0.1, the course as its root."""
 
     def __init__(self, course: Path, home: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.token = secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
         config = home / "jupyter-config"

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CHROMIUM, stop_group
+from conftest import CHROMIUM, free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.md",
@@ -93,11 +92,6 @@ def test_the_students_menu_items_can_be_hidden(tmp_path: Path) -> None:
 # --- running them ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Scratch:
     """The folders and environment the guides' commands run in."""
@@ -108,7 +102,7 @@ class Scratch:
         self.notebook = tmp / "student" / "ex4_cross_entropy"
         for folder in (self.parent, self.notebook, tmp / "home", tmp / "jupyter"):
             folder.mkdir(parents=True)
-        self.port, self.token = _free_port(), secrets.token_hex(16)
+        self.port, self.token = free_port(), secrets.token_hex(16)
         # what a fresh machine's user has; root may run the server only because the test is root
         (tmp / "jupyter" / "jupyter_server_config.py").write_text(
             f"c.ServerApp.port = {self.port}\nc.ServerApp.port_retries = 0\n"

@@ -15,7 +15,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import stop_group
+from conftest import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -135,15 +134,10 @@ def mlmcourse(*words: str) -> list[str]:
     return [sys.executable, "-m", "mlmcourse", *words]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _formgrader_as(hub: Hub, role: str, course: Path) -> None:
     """The guide's formgrader command, run as ``role``, opens every graded notebook."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     config = hub.home(role) / ".jupyter"
     config.mkdir(exist_ok=True)
     (config / "jupyter_server_config.py").write_text(

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import stop_group
+from conftest import free_port, stop_group
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
 import corpus
@@ -25,11 +25,6 @@ import corpus
 MLMCOURSE = [sys.executable, "-m", "mlmcourse.cli"]
 STARTUP_SECONDS = 240.0  # a worker imports torch and forks its slots: slow on a busy machine
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen) -> None:
@@ -49,7 +44,7 @@ class Cluster:
         self.folder, self.certs = folder, folder / "certs"
         subprocess.run([*MLMCOURSE, "cluster", "certs", str(self.certs)], check=True,
                        capture_output=True)
-        port = _free_port()
+        port = free_port()
         self.address = f"tls://127.0.0.1:{port}"
         self.processes: dict[str, subprocess.Popen] = {}
         self._start("scheduler", ["scheduler", "--certs", str(self.certs), "--port", str(port)],
