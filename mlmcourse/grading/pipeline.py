@@ -36,7 +36,7 @@ from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
 from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
 from mlmcourse.grading.model import Graded, Result, Status, Task
-from mlmcourse.grading.outputs import feedback, ownership, report
+from mlmcourse.grading.outputs import database, feedback, ownership, report
 from mlmcourse.grading.outputs.autograded import autograded_path
 from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
@@ -389,6 +389,10 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 ) -> list[Result]:
     """Run every stage; returns the rows of ``grades.csv``. ``progress(done, total)`` is called
     as results arrive."""
+    try:  # before anything is reserved, graded or recorded
+        database.check_reachable(settings.course)
+    except database.GradebookUnreachable as exc:
+        raise GradingRefused(str(exc)) from None
     run = prepare(settings)
     try:
         submissions = collect(run)
@@ -404,7 +408,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
             # imports nbgrader: slow, so after the pool has started
             from mlmcourse.grading.outputs import gradebook
 
-            gradebook.backup(settings.course)
+            database.backup(settings.course)
             gb = gradebook.open_gradebook(settings.course)
             try:
                 graded = execute(run, stream) if stream else iter(())

@@ -1,0 +1,92 @@
+"""The gradebook database a course names (``c.CourseDirectory.db_url``), and one that cannot be
+reached: exit 2 before anything is graded or recorded, naming the database without its password."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlmcourse.grading.cli import grade as grade_cli
+from mlmcourse.grading.outputs import database
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "hostile"))
+import corpus
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    grade_cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _course_with(tmp_path: Path, url: str | None) -> Path:
+    course = corpus.write_course(tmp_path / "course")
+    lines = ["c = get_config()", "c.CourseDirectory.course_id = 'mlm101'"]
+    if url is not None:
+        lines.append(f"c.CourseDirectory.db_url = {url!r}")
+    (course / "nbgrader_config.py").write_text("\n".join(lines) + "\n")
+    return course
+
+
+def test_the_gradebook_is_the_database_the_course_names(tmp_path: Path) -> None:
+    course = _course_with(tmp_path, None)
+    assert database.db_url(course) == f"sqlite:///{course / 'gradebook.db'}"
+    assert database.course_id(course) == "mlm101"
+    elsewhere = tmp_path / "shared" / "grades.sqlite"
+    course = _course_with(tmp_path, f"sqlite:///{elsewhere}")
+    assert database.sqlite_file(course) == elsewhere
+    course = _course_with(tmp_path, "postgresql+psycopg://grader:s3cret@db.example:5432/mlm")
+    assert database.sqlite_file(course) is None
+    assert database.backup(course) is None  # the server keeps its own backups
+    assert (database.shown_url(database.db_url(course))
+            == "postgresql+psycopg://grader:***@db.example:5432/mlm")
+
+
+def test_a_sqlite_gradebook_elsewhere_is_backed_up_beside_itself(tmp_path: Path) -> None:
+    import sqlite3
+
+    elsewhere = tmp_path / "shared" / "grades.sqlite"
+    elsewhere.parent.mkdir()
+    with sqlite3.connect(elsewhere) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (7)")
+    db.close()
+    course = _course_with(tmp_path, f"sqlite:///{elsewhere}")
+    copy = database.backup(course)
+    assert copy == elsewhere.with_name("grades.sqlite.bak")
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT x FROM t").fetchall() == [(7,)]
+    db.close()
+
+
+def test_an_unreachable_database_exits_2_naming_it_and_records_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = _closed_port()
+    course = _course_with(tmp_path, f"postgresql+psycopg://grader:s3cret@127.0.0.1:{port}/mlm")
+    nb = corpus.solved(corpus.source_notebook())
+    (tmp_path / "subs" / "ana").mkdir(parents=True)
+    (tmp_path / "subs" / "ana" / "softmax.ipynb").write_text(json.dumps(nb))
+    out = tmp_path / "out"
+
+    code = grade_cli.run(_args("softmax", str(tmp_path / "subs"), "--out", str(out),
+                               "--course", str(course), "--jobs", "1", "--no-sandbox"))
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"postgresql+psycopg://grader:***@127.0.0.1:{port}/mlm cannot be reached" in err
+    assert "s3cret" not in err
+    assert "c.CourseDirectory.db_url" in err and "mlmcourse[postgres]" in err
+    assert not out.exists()  # nothing graded, stored or recorded
+    assert sorted(p.name for p in course.iterdir()) == ["nbgrader_config.py", "source"]
