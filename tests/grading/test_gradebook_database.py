@@ -90,3 +90,53 @@ def test_an_unreachable_database_exits_2_naming_it_and_records_nothing(
     assert "c.CourseDirectory.db_url" in err and "mlmcourse[postgres]" in err
     assert not out.exists()  # nothing graded, stored or recorded
     assert sorted(p.name for p in course.iterdir()) == ["nbgrader_config.py", "source"]
+
+
+def _export(course: Path) -> list[dict[str, str]]:
+    """``nbgrader export`` of the course (run where an instructor runs it), as CSV rows."""
+    import csv
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "nbgrader", "export"], cwd=course, check=True,
+                   capture_output=True, timeout=300)
+    with open(course / "grades.csv", newline="") as table:
+        return list(csv.DictReader(table))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_root")
+def test_the_same_class_on_postgresql_and_sqlite_gives_the_same_numbers(
+        tmp_path: Path, postgres_url: str) -> None:
+    from nbgrader.api import Gradebook
+
+    subs = tmp_path / "subs"
+    for student, answer in (("ana", "Subtracting the maximum keeps exp from overflowing."),
+                            ("ben", None)):
+        nb = corpus.solved(corpus.source_notebook())
+        if answer:
+            next(c for c in nb["cells"]
+                 if c["metadata"]["nbgrader"].get("grade_id") == "why")["source"] = answer
+        (subs / student).mkdir(parents=True)
+        (subs / student / "softmax.ipynb").write_text(json.dumps(nb))
+    exported, csvs = {}, {}
+    for name, url in (("sqlite", None), ("postgres", postgres_url)):
+        course = _course_with(tmp_path / name, url)
+        argv = ("softmax", str(subs), "--out", str(tmp_path / name / "out"),
+                "--course", str(course), "--jobs", "2")
+        assert grade_cli.run(_args(*argv)) == 0
+        with Gradebook(database.db_url(course), course_id="mlm101") as gb:  # formgrader's way
+            grade = gb.find_grade("why", "softmax", "softmax", "ana")
+            grade.manual_score = 0.5
+            grade.needs_manual_grade = False
+            gb.db.commit()
+        assert grade_cli.run(_args(*argv)) == 0  # the hand grade reaches grades.csv
+        csvs[name] = (tmp_path / name / "out" / "grades.csv").read_text()
+        exported[name] = [{key: row[key] for key in ("assignment", "student_id", "raw_score",
+                                                     "late_submission_penalty", "score",
+                                                     "max_score")}
+                          for row in _export(course)]
+    assert not (tmp_path / "postgres" / "course" / "gradebook.db").exists()
+    assert csvs["postgres"] == csvs["sqlite"]
+    assert "ana,graded,,3.5,4," in csvs["postgres"]
+    assert exported["postgres"] == exported["sqlite"]
+    assert {r["student_id"]: float(r["score"]) for r in exported["postgres"]}["ana"] == 3.5
