@@ -61,6 +61,11 @@ class GradingRefused(Exception):
     """The class cannot be graded as asked (exit code 2): the message says why and what to do."""
 
 
+class GradebookLost(Exception):
+    """The gradebook database failed during the run (exit code 2): the message says what was
+    kept and how to go on. Nobody is half-recorded: the batch in progress was rolled back."""
+
+
 class SolutionFails(Exception):
     """The source solution does not get full marks in the sandbox (exit code 3): an environment
     problem that would otherwise turn into students' zeros."""
@@ -292,8 +297,17 @@ def record(run: Run, gb: object, batch: list[Graded],
                              (None, result.submission_sha))
         gradebook.commit(gb)
         return [graded.result for graded in batch]  # the notebooks are written: dropped
-    except Exception as exc:  # one submission never stops the class
-        gradebook.rollback(gb)
+    except Exception as exc:  # one submission never stops the class, but the database does
+        try:
+            gradebook.rollback(gb)
+        except Exception:
+            if not database.lost(exc):
+                raise
+        if database.lost(exc):  # keep what was graded for the rerun, then stop
+            for graded in batch:
+                if not graded.result.grader_error:
+                    run.store.save(graded.result)
+            raise GradebookLost(database.lost_message(run.settings.course, run.out, exc)) from None
         if len(batch) > 1:
             return [alone for graded in batch
                     for alone in record(run, gb, [graded], previous)]

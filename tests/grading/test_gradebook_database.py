@@ -134,9 +134,57 @@ def test_the_same_class_on_postgresql_and_sqlite_gives_the_same_numbers(
         exported[name] = [{key: row[key] for key in ("assignment", "student_id", "raw_score",
                                                      "late_submission_penalty", "score",
                                                      "max_score")}
-                          for row in _export(course)]
+                          for row in sorted(_export(course),  # (row order is the database's)
+                                            key=lambda row: row["student_id"])]
     assert not (tmp_path / "postgres" / "course" / "gradebook.db").exists()
     assert csvs["postgres"] == csvs["sqlite"]
     assert "ana,graded,,3.5,4," in csvs["postgres"]
     assert exported["postgres"] == exported["sqlite"]
     assert {r["student_id"]: float(r["score"]) for r in exported["postgres"]}["ana"] == 3.5
+
+
+@pytest.mark.usefixtures("needs_root")
+def test_a_database_lost_mid_run_stops_with_whole_students_only(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The server drops the grader's connection between two batches: the run stops
+    (:class:`GradebookLost`, exit code 2) with the batch in progress rolled back, nobody
+    half-recorded, and every result kept in the store for the rerun that records the rest."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy import create_engine, text
+
+    from mlmcourse.grading import pipeline
+    from mlmcourse.grading.model import CellResult, Graded, Result, Status
+    from mlmcourse.grading.outputs import gradebook
+
+    def graded(student: str) -> Graded:
+        return Graded(Result(student, "softmax", 1.0, status=Status.GRADED, score=1.0,
+                             cells={"test_softmax": CellResult("test", 1.0, 1.0, True)}))
+
+    url = postgres_url.replace("/gradebook", "/postgres")  # a database of its own
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(text("CREATE DATABASE midrun"))
+    course = _course_with(tmp_path, postgres_url.replace("/gradebook", "/midrun"))
+    settings = pipeline.Settings("softmax", tmp_path / "subs", tmp_path / "out", course, 1,
+                                 60.0, sandbox=False)
+    (tmp_path / "subs").mkdir()
+    run = pipeline.prepare(settings)
+    try:
+        gb = gradebook.open_gradebook(course)
+        gradebook.ensure_assignment(gb, course, "softmax", run.source_path)
+        run.layout = gradebook.layout(gb, "softmax")
+        assert [r.status for r in pipeline.record(run, gb, [graded("ana")])] == [Status.GRADED]
+        with admin.connect() as db:  # what a server restart does to the grader's connection
+            db.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = 'midrun' AND pid <> pg_backend_pid()"))
+        with pytest.raises(pipeline.GradebookLost, match="run the same command again"):
+            pipeline.record(run, gb, [graded("bea"), graded("cem")])
+        gb.close()
+    finally:
+        pipeline.finish(run)
+    admin.dispose()
+    with Gradebook(database.db_url(course), course_id="mlm101") as book:
+        assert [s.id for s in book.students] == ["ana"]
+        assert len(book.find_assignment("softmax").submissions) == 1
+    assert sorted(p.stem for p in (tmp_path / "out" / "results").glob("*.json")) == \
+        ["ana", "bea", "cem"]

@@ -14,9 +14,11 @@ namespaces, system calls, limits, cgroup version and folders) without grading.
 With --roster CSV (columns lms_id and student_id), the students of an LMS zip are graded under
 the ids of the course's gradebook; a submission whose LMS id is not on it is failed.
 
-Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
-sandbox cannot be set up (nothing is written), 3 the source solution does not get full marks,
-130 interrupted (Ctrl-C: the results stored so far are reused by the next run).
+Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error, the
+sandbox cannot be set up or the gradebook database cannot be reached (nothing is written), or
+the database failed during the run (the results so far are kept for the next run), 3 the
+source solution does not get full marks, 130 interrupted (Ctrl-C: the results stored so far
+are reused by the next run).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
 from mlmcourse.grading.inputs.lms import RosterError, read_roster
 from mlmcourse.grading.model import Status
-from mlmcourse.grading.pipeline import GradingRefused, SolutionFails, grade_class
+from mlmcourse.grading.pipeline import GradebookLost, GradingRefused, SolutionFails, grade_class
 from mlmcourse.grading.sandbox.policy import UID_BLOCK
 
 
@@ -164,6 +166,9 @@ def _grade(settings: Settings, created: Path | None) -> int:
     except GradingRefused as exc:
         if created is not None:  # nothing was graded: leave no output folder behind
             shutil.rmtree(created, ignore_errors=True)
+        print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
+        return 2
+    except GradebookLost as exc:  # the results so far stay for the next run
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 2
     except SolutionFails as exc:

@@ -63,6 +63,23 @@ def check_reachable(course: Path) -> None:
         engine.dispose()
 
 
+def lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database itself failed (connection lost, server gone, database
+    locked or read-only): a failure of the gradebook, not of the student being recorded."""
+    from sqlalchemy import exc as sql
+
+    return isinstance(exc, sql.DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (sql.OperationalError, sql.InterfaceError)))
+
+
+def lost_message(course: Path, out: Path, exc: Exception) -> str:
+    """What to say when the database is lost during a run (see :func:`lost`)."""
+    return (f"the gradebook database {shown_url(db_url(course))} failed during the run "
+            f"({type(exc).__name__}: {_reason(exc)}): every student is either recorded whole "
+            f"or not at all; the results graded so far are kept in {out.resolve() / 'results'}: "
+            "once the database is back, run the same command again to record the rest")
+
+
 def _reason(exc: Exception) -> str:
     """The first line of what the driver said (drivers never print the password)."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
