@@ -121,3 +121,63 @@ def browser(unavailable: Callable[[str], None]) -> Iterator[object]:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(unavailable: Callable[[str], None]) -> Iterator[str]:
+    """The URL of an empty database on a PostgreSQL server of its own: Debian's ``postgresql``,
+    a new cluster (``initdb``) in a scratch folder, run as the ``postgres`` user on a free port of
+    127.0.0.1 (its socket in the scratch folder), stopped and deleted afterwards. No system
+    cluster is touched."""
+    import glob
+    import pwd
+    import shutil
+    import socket
+    import tempfile
+    import time
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        unavailable("PostgreSQL is not installed (apt-get install -y postgresql)")
+    if os.geteuid() != 0:
+        unavailable("starting a PostgreSQL server as the postgres user needs root")
+    try:
+        import psycopg  # noqa: F401  (the driver the URL names)
+    except ImportError:
+        unavailable("psycopg is not installed (pip install 'mlmcourse[postgres]')")
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        unavailable("the postgres user does not exist (Debian's postgresql package makes it)")
+    bin_dir = Path(found[-1]).parent
+    # (not under pytest's own folder, which the postgres user may not enter)
+    scratch = Path(tempfile.mkdtemp(prefix="mlmcourse-postgres-"))
+    os.chown(scratch, owner.pw_uid, owner.pw_gid)
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, bin_dir / "initdb", "-D", scratch / "data", "-A", "trust",
+                    "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(scratch / "server.log", "wb")  # closed below
+    server = subprocess.Popen([*as_postgres, bin_dir / "postgres", "-D", scratch / "data",
+                               "-h", "127.0.0.1", "-p", str(port), "-k", scratch,
+                               "-c", "fsync=off"], stdout=log, stderr=log,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([bin_dir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)],
+                             timeout=30).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the PostgreSQL server did not start: "
+                            f"{(scratch / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "postgres", "gradebook"], check=True, capture_output=True,
+                       timeout=60)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/gradebook"
+    finally:
+        stop_group(server)
+        log.close()
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -36,7 +36,7 @@ from mlmcourse.grading.course import release_path, source_path
 from mlmcourse.grading.inputs.collect import Submission, UsageError, discover
 from mlmcourse.grading.inputs.notebook import SourceNotebook, SubmissionProblem, load_source
 from mlmcourse.grading.model import Graded, Result, Status, Task
-from mlmcourse.grading.outputs import feedback, ownership, report
+from mlmcourse.grading.outputs import database, feedback, ownership, report
 from mlmcourse.grading.outputs.autograded import autograded_path
 from mlmcourse.grading.outputs.store import ResultStore
 from mlmcourse.grading.sandbox import cgroups, seccomp, uids
@@ -60,6 +60,11 @@ WORKROOT_PREFIX = "mlmcourse-grade-"
 
 class GradingRefused(Exception):
     """The class cannot be graded as asked (exit code 2): the message says why and what to do."""
+
+
+class GradebookLost(Exception):
+    """The gradebook database failed during the run (exit code 2): the message says what was
+    kept and how to go on. Nobody is half-recorded: the batch in progress was rolled back."""
 
 
 class SolutionFails(Exception):
@@ -303,8 +308,17 @@ def record(run: Run, gb: object, batch: list[Graded],
                              (None, result.submission_sha))
         gradebook.commit(gb)
         return [graded.result for graded in batch]  # the notebooks are written: dropped
-    except Exception as exc:  # one submission never stops the class
-        gradebook.rollback(gb)
+    except Exception as exc:  # one submission never stops the class, but the database does
+        try:
+            gradebook.rollback(gb)
+        except Exception:
+            if not database.lost(exc):
+                raise
+        if database.lost(exc):  # keep what was graded for the rerun, then stop
+            for graded in batch:
+                if not graded.result.grader_error:
+                    run.store.save(graded.result)
+            raise GradebookLost(database.lost_message(run.settings.course, run.out, exc)) from None
         if len(batch) > 1:
             return [alone for graded in batch
                     for alone in record(run, gb, [graded], previous)]
@@ -415,6 +429,10 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
                 ) -> list[Result]:
     """Run every stage; returns the rows of ``grades.csv``. ``progress(done, total)`` is called
     as results arrive."""
+    try:  # before anything is reserved, graded or recorded
+        database.check_reachable(settings.course)
+    except database.GradebookUnreachable as exc:
+        raise GradingRefused(str(exc)) from None
     run = prepare(settings)
     try:
         submissions = collect(run)
@@ -429,7 +447,7 @@ def grade_class(settings: Settings, progress: Callable[[int, int], object] | Non
             # imports nbgrader: slow, so after the pool has started
             from mlmcourse.grading.outputs import gradebook
 
-            gradebook.backup(settings.course)
+            database.backup(settings.course)
             gb = gradebook.open_gradebook(settings.course)
             try:
                 graded = execute(run, stream) if stream else iter(())

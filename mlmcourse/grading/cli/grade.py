@@ -17,10 +17,11 @@ the ids of the course's gradebook; a submission whose LMS id is not on it is fai
 With --cluster tls://H:P --certs DIR, each submission is graded by a worker of that Dask
 cluster (see mlmcourse cluster), sandboxed there; this process needs no root.
 
-Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error or the
-sandbox cannot be set up (nothing is written), or the cluster's scheduler went away (what was
-recorded is kept: the same command grades the rest), 3 the source solution does not get full marks,
-130 interrupted (Ctrl-C: the results stored so far are reused by the next run).
+Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error, the
+sandbox cannot be set up or the gradebook database cannot be reached (nothing is written), or
+the database or the cluster's scheduler failed during the run (what was recorded is kept: the
+same command grades the rest), 3 the source solution does not get full marks, 130 interrupted
+(Ctrl-C: the results stored so far are reused by the next run).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
 from mlmcourse.grading.inputs.lms import RosterError, read_roster
 from mlmcourse.grading.model import Status
-from mlmcourse.grading.pipeline import GradingRefused, SolutionFails, grade_class
+from mlmcourse.grading.pipeline import GradebookLost, GradingRefused, SolutionFails, grade_class
 from mlmcourse.grading.sandbox.policy import UID_BLOCK
 
 
@@ -180,6 +181,9 @@ def _grade(settings: Settings, created: Path | None) -> int:
     except GradingRefused as exc:
         if created is not None:  # nothing was graded: leave no output folder behind
             shutil.rmtree(created, ignore_errors=True)
+        print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
+        return 2
+    except GradebookLost as exc:  # the results so far stay for the next run
         print(f"mlmcourse grade: error: {exc}", file=sys.stderr)
         return 2
     except SolutionFails as exc:

@@ -1,4 +1,5 @@
-"""Writing grades into nbgrader's gradebook (``<course>/gradebook.db``) and autograded folder.
+"""Writing grades into nbgrader's gradebook (``c.CourseDirectory.db_url``: SQLite or PostgreSQL)
+and autograded folder.
 
 Only the main grading process writes here, one database transaction per student, so that
 nbgrader's formgrader sees students, submissions and per-cell ``auto_score`` exactly as after
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,30 +34,8 @@ from mlmcourse.grading.course import put_scripts_on_path
 from mlmcourse.grading.model import Result, Status
 from mlmcourse.grading.outputs.atomic import write_atomic
 from mlmcourse.grading.outputs.autograded import autograded_path
+from mlmcourse.grading.outputs.database import course_id, db_url
 from mlmcourse.grading.outputs.sanitise import neutralise_notebook
-
-
-def db_path(course: Path) -> Path:
-    """Where the course's gradebook lives."""
-    return course / "gradebook.db"
-
-
-def backup(course: Path) -> Path | None:
-    """Copy the gradebook to ``gradebook.db.bak`` (SQLite's online backup) before a run."""
-    source = db_path(course)
-    if not source.exists():
-        return None
-    target = course / "gradebook.db.bak"
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return target
-
-
-def db_url(course: Path) -> str:
-    """The SQLAlchemy URL of the course's gradebook."""
-    return f"sqlite:///{db_path(course)}"
 
 
 def open_gradebook(course: Path) -> Gradebook:
@@ -68,20 +46,6 @@ def open_gradebook(course: Path) -> Gradebook:
     """
     put_scripts_on_path()
     return Gradebook(db_url(course), course_id=course_id(course))
-
-
-def course_id(course: Path) -> str:
-    """``CourseDirectory.course_id`` of the course's ``nbgrader_config.py`` (nbgrader's default
-    otherwise), so that assignments created here belong to the same course as nbgrader's."""
-    config_file = course / "nbgrader_config.py"
-    if config_file.exists():
-        from traitlets.config.loader import PyFileConfigLoader
-
-        config = PyFileConfigLoader(config_file.name, str(course)).load_config()
-        value = config.get("CourseDirectory", {}).get("course_id")
-        if isinstance(value, str) and value:
-            return value
-    return "default_course"
 
 
 def ensure_assignment(gb: Gradebook, course: Path, assignment: str, notebook_path: Path) -> None:
