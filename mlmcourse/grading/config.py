@@ -49,6 +49,9 @@ class Settings:
     grades on this machine."""
     certs: Path | None = None
     """The folder of the cluster's certificates (``mlmcourse cluster certs``)."""
+    insecure_loopback: bool = False
+    """Accept a plain ``tcp://`` cluster on a loopback address (for tests: see
+    :mod:`~mlmcourse.grading.cluster.address`)."""
     explain: Callable[[str], str] | None = None
     """The course's sentence for a misconception code, for feedback and the report
     (``mlmcourse grade`` passes :func:`mlmcourse.checks.explain`); the engine holds none."""

@@ -419,7 +419,7 @@ def start_pool(run: Run, count: int, say: Callable[[str], None]
 
     try:
         return ClusterPool(run.settings.cluster, run.settings.certs, run.source_path,
-                           run.source.sha256, say)
+                           run.source.sha256, say, run.settings.insecure_loopback)
     except ClusterUnavailable as exc:
         raise GradingRefused(str(exc)) from None
 

@@ -1,9 +1,12 @@
 """``mlmcourse cluster``: a class graded through a real Dask cluster on 127.0.0.1 (a scheduler
 and two workers started by these tests through ``mlmcourse cluster``, stopped by process
-group): the same scores as a local run, mutual TLS only, a worker killed mid-class."""
+group): the same scores as a local run, a worker without root refused and named, mutual TLS
+only (plain TCP only on loopback with a flag for tests), nothing a worker sends unpickled by the
+client, a worker or the scheduler killed mid-class."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -24,7 +27,12 @@ import corpus
 
 MLMCOURSE = [sys.executable, "-m", "mlmcourse.cli"]
 STARTUP_SECONDS = 240.0  # a worker imports torch and forks its slots: slow on a busy machine
-
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+"""A worker that is not root: uid ``nobody``, allowed only to read every file (this
+interpreter and the certificates may be in root's folders), as a grading machine's ordinary
+user would be."""
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen) -> None:
@@ -40,44 +48,62 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen) -> None:
 class Cluster:
     """A scheduler and its workers, each a ``mlmcourse cluster`` process of its own session."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tls: bool = True) -> None:
+        """Mutual TLS with new certificates, or (``tls=False``) plain TCP on 127.0.0.1 with
+        ``--insecure-loopback``."""
         self.folder, self.certs = folder, folder / "certs"
-        subprocess.run([*MLMCOURSE, "cluster", "certs", str(self.certs)], check=True,
-                       capture_output=True)
+        if tls:
+            subprocess.run([*MLMCOURSE, "cluster", "certs", str(self.certs)], check=True,
+                           capture_output=True)
         port = free_port()
-        self.address = f"tls://127.0.0.1:{port}"
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}"
+        self.options = ["--certs", str(self.certs)] if tls else ["--insecure-loopback"]
         self.processes: dict[str, subprocess.Popen] = {}
-        self._start("scheduler", ["scheduler", "--certs", str(self.certs), "--port", str(port)],
+        self._start("scheduler", ["scheduler", *self.options, "--port", str(port)],
                     "listening on")
 
-    def _start(self, name: str, words: list[str], ready: str) -> subprocess.Popen:
+    def _start(self, name: str, words: list[str], ready: str,
+               prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         log = self.folder / f"{name}.log"
+        scratch = self.folder / f"{name}-tmp"  # the worker's own temporary folder
+        scratch.mkdir(parents=True)
+        os.chown(scratch, NOBODY if prefix else 0, NOBODY if prefix else 0)
         with log.open("wb") as out:
-            process = subprocess.Popen([*MLMCOURSE, "cluster", *words], stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen([*prefix, *MLMCOURSE, "cluster", *words], stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, "TMPDIR": str(scratch)})
         self.processes[name] = process
         _wait_for(log, ready, process)
         return process
 
-    def add_worker(self, name: str, slots: int = 1) -> subprocess.Popen:
-        return self._start(name, ["worker", self.address, "--certs", str(self.certs),
-                                  "--slots", str(slots), "--timeout", "15"], "Registered to")
+    def add_worker(self, name: str, slots: int = 1, as_nobody: bool = False
+                   ) -> subprocess.Popen:
+        return self._start(name, ["worker", self.address, *self.options,
+                                  "--slots", str(slots), "--timeout", "15"], "Registered to",
+                           tuple(AS_NOBODY) if as_nobody else ())
 
     def stop(self) -> None:
         for process in reversed(self.processes.values()):
             stop_group(process)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, needs_root: None) -> Iterator[Cluster]:
-    """A scheduler and two workers of one slot each."""
-    started = Cluster(tmp_path / "cluster")
+@contextlib.contextmanager
+def _started(folder: Path, workers: int, tls: bool = True) -> Iterator[Cluster]:
+    """A scheduler and ``workers`` workers of one slot each, stopped on leaving."""
+    started = Cluster(folder, tls)
     try:
-        started.add_worker("worker-1")
-        started.add_worker("worker-2")
+        for number in range(1, workers + 1):
+            started.add_worker(f"worker-{number}")
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, needs_root: None) -> Iterator[Cluster]:
+    """A scheduler and two workers of one slot each."""
+    with _started(tmp_path / "cluster", 2) as started:
+        yield started
 
 
 def _class(folder: Path, names: list[str], copies: int = 0) -> tuple[Path, Path]:
@@ -104,6 +130,8 @@ def _grade(folder: Path, *options: str) -> tuple[subprocess.CompletedProcess, li
 @pytest.mark.slow
 def test_a_class_graded_through_the_cluster_matches_a_local_run(
         tmp_path: Path, cluster: Cluster) -> None:
+    # a third worker that is not root joins, is named with its reason and grades nothing
+    cluster.add_worker("worker-nobody", slots=2, as_nobody=True)
     names = ["honest_1", "honest_2", "always_equal", "os_exit", "edit_test_cells"]
     for where in ("local", "cluster"):
         _class(tmp_path / where, names)
@@ -113,6 +141,61 @@ def test_a_class_graded_through_the_cluster_matches_a_local_run(
     assert remote.returncode == local.returncode == 1, remote.stderr[-2000:]  # os_exit fails
     assert remote_rows == local_rows  # every cell's points, status and reason
     assert {r["student_id"] for r in remote_rows} == set(names)
+    refusals = [line for line in remote.stderr.splitlines() if "refused to grade" in line]
+    assert len(refusals) == 1 and "needs root" in refusals[0], remote.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_plain_tcp_only_on_loopback_with_the_flag_and_the_client_unpickles_nothing(
+        tmp_path: Path, needs_root: None) -> None:
+    from distributed import Client
+
+    from mlmcourse.grading.cluster.plain import DESERIALIZERS, PlainClient, WorkerRaised
+
+    for words in (["scheduler", "--insecure-loopback", "--host", "0.0.0.0"],
+                  ["worker", "tcp://10.0.0.1:8786", "--insecure-loopback"],
+                  ["worker", "tcp://127.0.0.1:8786", "--certs", str(tmp_path)]):
+        refused = subprocess.run([*MLMCOURSE, "cluster", *words], capture_output=True,
+                                 text=True, timeout=120)
+        assert refused.returncode == 2 and "tcp://" in refused.stderr, (words, refused.stderr)
+    # what a worker could send back if it were made to: an exception whose unpickling leaves a
+    # file named for the process that unpickles it (the worker itself checks that it loads)
+    marker = f"{tmp_path}/unpickled-in-"
+    here = Path(f"{marker}{os.getpid()}")
+
+    class Trap(Exception):
+        def __reduce__(self):
+            return (eval, (f"(open({marker!r} + str(__import__('os').getpid()), 'w').close(), "
+                           "RuntimeError('trap'))[1]",))
+
+    def returns_trap() -> Trap:
+        return Trap()
+
+    def raises_trap() -> None:
+        raise Trap()
+
+    with _started(tmp_path / "cluster", 1, tls=False) as cluster:
+        _class(tmp_path, ["honest_1"])
+        unflagged, _ = _grade(tmp_path, "--cluster", cluster.address)
+        assert unflagged.returncode == 2 and "mutual TLS" in unflagged.stderr
+        done, rows = _grade(tmp_path, "--cluster", cluster.address, "--insecure-loopback")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert [(r["student_id"], r["status"]) for r in rows] == [("honest_1", "graded")]
+        with PlainClient(cluster.address, set_as_default=False,
+                         deserializers=DESERIALIZERS) as plain:
+            with pytest.raises(TypeError, match="only able to deserialize"):
+                plain.submit(returns_trap, pure=False).result(timeout=120)
+            with pytest.raises(WorkerRaised):
+                plain.submit(raises_trap, pure=False).result(timeout=120)
+        assert not here.exists()
+        with Client(cluster.address, set_as_default=False) as dask_default:  # the control
+            assert str(dask_default.submit(returns_trap, pure=False).result(timeout=120)
+                       ) == "trap"
+            assert here.exists()
+            here.unlink()
+            with pytest.raises(RuntimeError, match="trap"):
+                dask_default.submit(raises_trap, pure=False).result(timeout=120)
+            assert here.exists()
 
 
 def _handshake(port: int, ca: Path, certificate: Path | None) -> bool:

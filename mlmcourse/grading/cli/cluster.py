@@ -7,7 +7,8 @@ nothing, and the client says why). Then: mlmcourse grade A SUBS --out OUT --clus
 
 Whoever holds client.pem can run any code as root on every worker: keep it on the instructor's
 machine only; worker.pem goes to the grading machines, scheduler.pem to the scheduler's, ca.pem
-to all three.
+to all three. For tests only, --insecure-loopback runs the scheduler and workers on plain
+tcp://127.0.0.1 without certificates (then any user of the machine can run code as root).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from mlmcourse.grading.cluster.address import INSECURE_FLAG
 from mlmcourse.grading.cluster.scheduler import DEFAULT_PORT
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT
 
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "client's certificates (mode 0600)")
     certs.add_argument("folder", type=Path, metavar="DIR")
     scheduler = sub.add_parser("scheduler", help="run the Dask scheduler (mutual TLS only)")
-    scheduler.add_argument("--certs", type=Path, required=True, metavar="DIR",
+    scheduler.add_argument("--certs", type=Path, metavar="DIR",
                            help="the folder holding ca.pem and scheduler.pem")
     scheduler.add_argument("--host", default="127.0.0.1", metavar="H",
                            help="address to listen on (default: 127.0.0.1)")
@@ -37,28 +39,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     worker = sub.add_parser("worker", help="run a Dask worker hosting sandboxed grading slots "
                             "(needs root and cgroups, as a local run)")
     worker.add_argument("address", metavar="tls://H:P", help="the scheduler")
-    worker.add_argument("--certs", type=Path, required=True, metavar="DIR",
+    worker.add_argument("--certs", type=Path, metavar="DIR",
                         help="the folder holding ca.pem and worker.pem")
     worker.add_argument("--slots", type=int, default=DEFAULT_JOBS, metavar="N",
                         help="submissions graded at once (default: number of CPUs)")
     worker.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="the runs' --timeout (the sandboxes' CPU limit follows from it; "
                         f"default: {DEFAULT_TIMEOUT:g})")
+    for role in (scheduler, worker):
+        role.add_argument(INSECURE_FLAG, action="store_true",
+                          help="for tests only: plain tcp:// on a loopback address, without "
+                          "certificates (any user of this machine could then run code as root "
+                          "on the workers)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the role; returns the exit code."""
-    from mlmcourse.grading.cluster import certs, client, scheduler, worker
+    from mlmcourse.grading.cluster import address, certs, scheduler, worker
 
     try:
         if args.role == "certs":
             for path in certs.write_certificates(args.folder):
                 print(path)
             return 0
+        if (args.certs is None) != args.insecure_loopback:
+            print(f"mlmcourse cluster {args.role}: error: pass either --certs DIR (mutual TLS) "
+                  f"or, for tests only, {INSECURE_FLAG}", file=sys.stderr)
+            return 2
         if args.role == "scheduler":
             asyncio.run(scheduler.serve(args.certs, args.host, args.port))
             return 0
-        client.check_address(args.address)
+        address.check_address(args.address, args.insecure_loopback)
         from mlmcourse.grading.sandbox.policy import UID_BLOCK
 
         if not 1 <= args.slots <= UID_BLOCK or not args.timeout > 0:
@@ -67,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
             return 2
         asyncio.run(worker.serve(args.address, args.certs, args.slots, args.timeout))
         return 0
-    except (certs.CertificatesMissing, client.ClusterUnavailable, OSError) as exc:
+    except (certs.CertificatesMissing, address.AddressRefused, OSError) as exc:
         print(f"mlmcourse cluster {args.role}: error: {exc}", file=sys.stderr)
         return 2

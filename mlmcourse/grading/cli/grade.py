@@ -15,7 +15,8 @@ With --roster CSV (columns lms_id and student_id), the students of an LMS zip ar
 the ids of the course's gradebook; a submission whose LMS id is not on it is failed.
 
 With --cluster tls://H:P --certs DIR, each submission is graded by a worker of that Dask
-cluster (see mlmcourse cluster), sandboxed there; this process needs no root.
+cluster (see mlmcourse cluster), sandboxed there; this process needs no root. A plain
+tcp://127.0.0.1:P cluster is accepted only with --insecure-loopback, for tests.
 
 Exit codes: 0 every submission graded, 1 some failed (see grades.csv), 2 usage error, the
 sandbox cannot be set up or the gradebook database cannot be reached (nothing is written), or
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 
 from mlmcourse import checks
+from mlmcourse.grading.cluster.address import INSECURE_FLAG, AddressRefused, check_address
 from mlmcourse.grading.cluster.client import ClusterLost
 from mlmcourse.grading.config import DEFAULT_JOBS, DEFAULT_TIMEOUT, Settings
 from mlmcourse.grading.course import CONFIG_NAME, assignments, find_course, source_path
@@ -68,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--certs", type=Path, default=None, metavar="DIR",
                         help="the cluster's certificates (mlmcourse cluster certs), with "
                         "--cluster")
+    parser.add_argument(INSECURE_FLAG, action="store_true",
+                        help="for tests only: accept a plain tcp:// --cluster on a loopback "
+                        "address (127.0.0.1, [::1]), without certificates")
     parser.add_argument("--show-policy", action="store_true",
                         help="print the sandbox policy this host enforces (mounts, namespaces, "
                         "limits, cgroup version) and exit without grading")
@@ -108,11 +113,17 @@ def usage_errors(args: argparse.Namespace) -> list[str]:
         errors.append(f"--jobs must be between 1 and {UID_BLOCK}, not {args.jobs}")
     if not args.timeout > 0:
         errors.append(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
-    if (args.cluster is None) != (args.certs is None):
-        errors.append("--cluster and --certs go together")
-    elif args.cluster is not None and not args.cluster.startswith("tls://"):
-        errors.append(f"--cluster {args.cluster}: the cluster is reached only over mutual TLS "
-                      "(tls://HOST:PORT)")
+    if args.cluster is None and (args.certs is not None or args.insecure_loopback):
+        errors.append(f"--certs and {INSECURE_FLAG} go with --cluster")
+    elif args.cluster is not None:
+        try:
+            check_address(args.cluster, args.insecure_loopback)
+        except AddressRefused as exc:
+            errors.append(f"--cluster {exc}")
+        else:
+            if args.cluster.startswith("tls://") and args.certs is None:
+                errors.append(f"--cluster {args.cluster} needs --certs DIR (the folder made by "
+                              "mlmcourse cluster certs)")
     if args.out.exists() and not args.out.is_dir():
         errors.append(f"--out {args.out} is a file, not a folder")
     return errors
@@ -151,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings(args.assignment, args.submissions, args.out, find_course(args.course),
                         args.jobs, args.timeout, sandbox=not args.no_sandbox, roster=roster,
-                        cluster=args.cluster, certs=args.certs, explain=checks.explain)
+                        cluster=args.cluster, certs=args.certs,
+                        insecure_loopback=args.insecure_loopback, explain=checks.explain)
     if args.no_sandbox:
         print("mlmcourse grade: warning: --no-sandbox: student code runs WITHOUT isolation, "
               "with your rights; use it only for submissions you trust", file=sys.stderr)
@@ -177,7 +189,8 @@ def _grade(settings: Settings, created: Path | None) -> int:
         bar.refresh()
 
     try:
-        rows = grade_class(settings, progress, say=bar.write)
+        rows = grade_class(settings, progress,
+                           say=lambda text: bar.write(text, file=sys.stderr))
     except GradingRefused as exc:
         if created is not None:  # nothing was graded: leave no output folder behind
             shutil.rmtree(created, ignore_errors=True)

@@ -2,7 +2,11 @@
 :class:`~mlmcourse.grading.workers.pool.WorkerPool` (``run(tasks)`` gives a
 :class:`~mlmcourse.grading.workers.pool.ResultStream`, ``close()``), but each task goes to a
 Dask worker with the submission's files as bytes, and comes back as JSON. Nothing here needs
-root or cgroups; nothing a student made is unpickled here (a result is a JSON string).
+root or cgroups.
+
+Nothing a worker sends is unpickled here: the client accepts data only in Dask's msgpack form
+(a result is a JSON string), and a task that raised on a worker is failed without loading the
+exception the worker pickled (:mod:`.plain`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import queue
 import threading
 from pathlib import Path
 
+from mlmcourse.grading.cluster.address import AddressRefused, check_address, security
 from mlmcourse.grading.model import Graded, Result, Task
 from mlmcourse.grading.workers.pool import ResultStream
 
@@ -30,13 +35,6 @@ class ClusterLost(Exception):
     kept, and the same command grades the rest."""
 
 
-def check_address(address: str) -> None:
-    """Only mutual TLS: a ``tcp://`` (or any other) address is refused."""
-    if not address.startswith("tls://"):
-        raise ClusterUnavailable(f"--cluster {address}: the cluster is reached only over "
-                                 "mutual TLS (tls://HOST:PORT)")
-
-
 def _failed(task: Task, exc: BaseException) -> Graded:
     """The task's student, failed for the cluster's problem (graded again by the next run)."""
     return Graded(Result.failed(task.student_id, task.assignment, 0.0,
@@ -47,20 +45,23 @@ def _failed(task: Task, exc: BaseException) -> Graded:
 class ClusterPool:
     """The workers of the Dask cluster at ``address``, reached with ``certs``'s client
     certificate; ``source`` is the assignment's source notebook (sent once per worker),
-    ``say`` reports the workers that refused to serve."""
+    ``say`` reports the workers that refused to serve; ``insecure_loopback`` accepts a plain
+    ``tcp://`` loopback address (tests)."""
 
-    def __init__(self, address: str, certs: Path, source: Path, source_sha: str,
-                 say=print) -> None:
-        from distributed import Client
-
-        from mlmcourse.grading.cluster.certs import security
+    def __init__(self, address: str, certs: Path | None, source: Path, source_sha: str,
+                 say=print, insecure_loopback: bool = False) -> None:
+        from mlmcourse.grading.cluster.certs import CertificatesMissing
+        from mlmcourse.grading.cluster.plain import DESERIALIZERS, PlainClient
         from mlmcourse.grading.cluster.worker import worker_status
 
-        check_address(address)
         self.address = address
         try:
-            self.client = Client(address, security=security(certs, "client"),
-                                 timeout=CONNECT_SECONDS, set_as_default=False)
+            check_address(address, insecure_loopback)
+            self.client = PlainClient(address, security=security(address, certs, "client"),
+                                      timeout=CONNECT_SECONDS, set_as_default=False,
+                                      deserializers=DESERIALIZERS)
+        except (AddressRefused, CertificatesMissing) as exc:
+            raise ClusterUnavailable(f"--cluster {exc}") from None
         except OSError as exc:
             raise ClusterUnavailable(f"cannot reach the scheduler {address}: {exc}") from None
         try:

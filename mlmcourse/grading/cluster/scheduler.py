@@ -1,5 +1,6 @@
 """The cluster's Dask scheduler: mutual TLS only (every connection must present a certificate
-of the cluster's CA, see :mod:`.certs`). Dask's HTTP server (dashboard, metrics, health),
+of the cluster's CA, see :mod:`.certs`), or, for tests, plain TCP on a loopback address
+(:mod:`.address`). Dask's HTTP server (dashboard, metrics, health),
 which has no authentication, serves nothing and listens on loopback only."""
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ NO_HTTP = {"distributed.scheduler.http.routes": [], "distributed.worker.http.rou
 LOOPBACK_HTTP = "127.0.0.1:0"
 
 
-async def serve(certs: Path, host: str, port: int) -> None:
-    """Run the scheduler on ``tls://host:port`` until it is stopped."""
+async def serve(certs: Path | None, host: str, port: int) -> None:
+    """Run the scheduler on ``tls://host:port`` until it is stopped; without ``certs``, on
+    ``tcp://host:port`` (only for a loopback ``host``: see :mod:`.address`)."""
     import dask
     from distributed import Scheduler
 
-    from mlmcourse.grading.cluster.certs import security
+    from mlmcourse.grading.cluster.address import check_address, security
 
+    protocol = "tls" if certs is not None else "tcp"
+    address = f"{protocol}://{host}:{port}"
+    check_address(address, insecure_loopback=certs is None)
     with dask.config.set(NO_HTTP):
-        async with Scheduler(host=host, port=port, protocol="tls",
-                             security=security(certs, "scheduler"), dashboard=False,
+        async with Scheduler(host=host, port=port, protocol=protocol,
+                             security=security(address, certs, "scheduler"), dashboard=False,
                              dashboard_address=LOOPBACK_HTTP) as scheduler:
             print(f"mlmcourse cluster scheduler: listening on {scheduler.address}", flush=True)
             await scheduler.finished()

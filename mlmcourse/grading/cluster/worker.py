@@ -9,7 +9,7 @@ resource :data:`SLOT`), so the scheduler never gives it a submission.
 
 Only plain data crosses the network: a task brings the submission's files as bytes and the
 assignment's source (sent once per worker, checked against its SHA-256), and returns the
-result as a JSON string.
+result as a JSON string, also when it fails (a task never raises).
 """
 
 from __future__ import annotations
@@ -142,17 +142,29 @@ def grade_submission(task: dict, notebook: bytes | None, files: list[tuple[str, 
     """Grade one submission on this worker: ``task`` is the client's
     :class:`~mlmcourse.grading.model.Task` as JSON (its paths are the client's), ``notebook``
     and ``files`` the submission's bytes, ``source`` the assignment's source notebook and
-    ``source_sha`` its SHA-256. Returns the :class:`Graded` as JSON."""
-    slots = _slots()
+    ``source_sha`` its SHA-256. Returns the :class:`Graded` as JSON, a failed one when this
+    worker cannot grade it (it never raises: the client loads no exception of a worker's)."""
     here = Task.from_json(task)
+    try:
+        return json.dumps(_grade_here(here, notebook, files, source, source_sha).to_json())
+    except Exception as exc:
+        return json.dumps(Graded(Result.failed(
+            here.student_id, here.assignment, 0.0,
+            f"the cluster's worker could not grade this submission: {type(exc).__name__}: "
+            f"{exc}"[:600])).to_json())
+
+
+def _grade_here(here: Task, notebook: bytes | None, files: list[tuple[str, bytes]],
+                source: bytes, source_sha: str) -> Graded:
+    """:func:`grade_submission` on this worker's slots, with its files in a scratch folder."""
+    slots = _slots()
     if slots.refused:
         raise RuntimeError(f"this worker refused to grade: {slots.refused}")
     if here.settings.get("limits") != slots.limits:
-        return json.dumps(Graded(Result.failed(
+        return Graded(Result.failed(
             here.student_id, here.assignment, 0.0,
             f"the worker's sandbox limits {slots.limits} are not the run's "
-            f"{here.settings.get('limits')}: start the workers with the run's --timeout"
-        )).to_json())
+            f"{here.settings.get('limits')}: start the workers with the run's --timeout"))
     source_path = slots.source(source, source_sha, Path(here.source).stem)
     folder = Path(tempfile.mkdtemp(dir=slots.workroot))
     try:
@@ -168,24 +180,24 @@ def grade_submission(task: dict, notebook: bytes | None, files: list[tuple[str, 
         here.source, here.workroot = str(source_path), str(slots.workroot)
         here.notebook = str(submitted) if submitted is not None else None
         here.files = copies
-        return json.dumps(slots.grade(here).to_json())
+        return slots.grade(here)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def serve(address: str, certs: Path, slots: int, timeout: float) -> None:
+async def serve(address: str, certs: Path | None, slots: int, timeout: float) -> None:
     """Run the Dask worker until the scheduler goes away or it is stopped."""
     import dask
     from distributed import Worker
 
-    from mlmcourse.grading.cluster.certs import security
+    from mlmcourse.grading.cluster.address import security
     from mlmcourse.grading.cluster.scheduler import LOOPBACK_HTTP, NO_HTTP
 
     plugin = Slots(slots, timeout)
     resources = {} if plugin.refused else {SLOT: slots}
     try:
         with dask.config.set(NO_HTTP):
-            async with Worker(address, security=security(certs, "worker"), nthreads=slots,
+            async with Worker(address, security=security(address, certs, "worker"), nthreads=slots,
                               resources=resources, plugins=(plugin,), dashboard=False,
                               dashboard_address=LOOPBACK_HTTP) as worker:
                 await worker.finished()
