@@ -11,7 +11,9 @@ runs there, as root with ``CI`` set:
    speed-only step the emulated kernel declines);
 3. ``mlmcourse grade`` on a small hostile class (:data:`CLASS`: honest and blank students, a
    memory hog, a fork bomb, busy children, a kill of everything, ...), built from the test corpora
-   ``tests/hostile/corpus.py`` and ``tests/hostile/trial.py``.
+   ``tests/hostile/corpus.py`` and ``tests/hostile/trial.py``;
+4. a class graded through a Dask cluster whose workers sandbox on cgroup v2 (:data:`CLUSTER_TEST`:
+   the same scores as a local run, a worker without root refused and named).
 
 The same class is graded on this host too, and each student's status, failure kind, score and
 per-cell points must be identical on both and as :data:`CLASS` expects. A VM that outlives its
@@ -65,6 +67,9 @@ VM_SECONDS = 900  # the whole VM, boot to power-off (it takes 200-400 s in CI)
 BOOTS = 2  # a VM killed for time is booted once more (emulation has stalled once in CI)
 SLOW_STEP_SECONDS = 420  # a step running this long shows the VM's processes
 TEST_SECONDS = 240  # one sandbox test in the VM (they take 1-15 s there)
+CLUSTER_TEST = ("tests/grading/test_cluster.py::"
+                "test_a_class_graded_through_the_cluster_matches_a_local_run")
+CLUSTER_SECONDS = 600  # a scheduler, three workers and two gradings of a class, emulated
 GRADE_TIMEOUT = 900  # per notebook, both hosts: emulation is ~10x slower, and a busy neighbour
 # in the same slot leaves a notebook a fraction of one emulated CPU
 # folders that virtme-ng mounts afresh in the VM (tmpfs): the host's files there are not seen
@@ -254,24 +259,29 @@ def inside(checkout: Path, python: str, shared: Path, benchmark: list[str] | Non
             print(f"FAILED {name}: {problem}", flush=True)
         return not problems
 
-    def sandbox_tests() -> list[str]:
-        # without the plugins these tests do not use: each import costs ten times more here
-        # the settled-image test checks a speed-only step (2 MB pages for cheap forks), which the
-        # emulated kernel declines: it is checked on the host; every isolation test runs here
+    def pytest(seconds: int, *selection: str) -> list[str]:
+        # without the plugins these tests do not use: each import costs ten times more here;
         # each test named as it starts (-v, unbuffered), and one that hangs fails alone with its
         # traceback (--timeout) instead of taking the leg's whole budget with it
         command = [python, "-u", "-m", "pytest", "-v", "--tb=short", "--timeout",
-                   str(TEST_SECONDS), "-p", "no:cacheprovider",
-                   "-p", "no:hypothesispytest", "-p", "no:anyio",
-                   "tests/grading/test_grade_sandbox.py",
-                   "--deselect", "tests/grading/test_grade_sandbox.py::"
-                   "test_the_zygotes_image_is_settled_for_cheap_forks"]
+                   str(seconds), "-p", "no:cacheprovider",
+                   "-p", "no:hypothesispytest", "-p", "no:anyio", *selection]
         code, output = run_shown(command, checkout)
         if code == 0:
             return []
         lines = output.splitlines()
         errors = list(dict.fromkeys(line for line in lines if line.startswith("E ")))[:3]
         return [f"pytest exited with {code}: {lines[-1] if lines else ''}", *errors]
+
+    def sandbox_tests() -> list[str]:
+        # the settled-image test checks a speed-only step (2 MB pages for cheap forks), which the
+        # emulated kernel declines: it is checked on the host; every isolation test runs here
+        return pytest(TEST_SECONDS, "tests/grading/test_grade_sandbox.py", "--deselect",
+                      "tests/grading/test_grade_sandbox.py::"
+                      "test_the_zygotes_image_is_settled_for_cheap_forks")
+
+    def cluster_test() -> list[str]:
+        return pytest(CLUSTER_SECONDS, CLUSTER_TEST)
 
     def hostile_class() -> list[str]:
         work = Path(tempfile.mkdtemp(prefix="mlmcourse-cgroup2-"))
@@ -289,6 +299,7 @@ def inside(checkout: Path, python: str, shared: Path, benchmark: list[str] | Non
         else:
             step("sandbox tests", sandbox_tests)
             step("hostile class", hostile_class)
+            step("cluster", cluster_test)
     (shared / "vm.json").write_text(json.dumps(report, indent=1))
     return 0 if all(not s["problems"] for s in report["steps"].values()) else 1
 
