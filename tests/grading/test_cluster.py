@@ -300,3 +300,19 @@ def test_a_scheduler_killed_mid_class_stops_the_client_and_keeps_what_was_record
     after = {p.name: p.read_text() for p in results.glob("*.json")}
     assert sorted(Path(name).stem for name in after) == students
     assert {name: after[name] for name in kept} == kept  # the rerun graded only the rest
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--certs", "certs"], "--certs and --insecure-loopback go with --cluster"),
+    (["--cluster", "tls://127.0.0.1:8786"], "needs --certs DIR"),
+    (["--cluster", "tcp://127.0.0.1:8786"], "only over mutual TLS"),
+    (["--cluster", "tcp://192.0.2.7:8786", "--insecure-loopback"], "only on a loopback"),
+    (["--cluster", "tcp://localhost:8786", "--insecure-loopback"], "only on a loopback"),
+    (["--cluster", "grader.example.org", "--certs", "certs"], "not an address"),
+])
+def test_cluster_options_are_checked_before_anything_is_written(
+        tmp_path: Path, options: list[str], message: str) -> None:
+    _class(tmp_path, ["honest_1"])
+    done, _ = _grade(tmp_path, *options)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
