@@ -91,7 +91,7 @@ def test_a_readers_install_does_not_pull_the_grader_nor_the_book() -> None:
     core = {_normalise(r)[0] for r in project["dependencies"]}
     assert not core & {"nbgrader", "jupyter-book", "jupyterlab", "nh3", "nbclient"}
     assert "transformers" in core  # lessons 5 and 8 compare with a library model
-    assert "mlmcourse[grade,book]" in project["optional-dependencies"]["dev"]
+    assert "mlmcourse[grade,book,postgres]" in project["optional-dependencies"]["dev"]
 
 
 def test_grader_test_data_stays_out_of_the_package() -> None:
