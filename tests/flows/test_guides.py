@@ -8,7 +8,10 @@ course: the instructor guide creates it with ``mlmcourse init``; between ``nbgra
 release_assignment`` and ``nbgrader collect`` two students submit into the exchange as ``nbgrader
 submit`` does (one on time, one late); formgrader is started with the guide's ``jupyter server``
 command and its assignment list and manual-grading page are loaded in Chromium; a written answer is
-then scored and commented as formgrader does before the guide's ``grade`` command runs again."""
+then scored and commented as formgrader does before the guide's ``grade`` command runs again.
+The blocks that run "in a terminal of its own" (the cluster's scheduler and worker) are started in
+the background, each in a session of its own, waited for until they are ready, and stopped at the
+end; the class graded through them must have the rows of the local run."""
 
 from __future__ import annotations
 
@@ -34,7 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDES = [ROOT / "book" / "instructor_guide.md", ROOT / "autograder" / "README.md",
           ROOT / "book" / "student_guide.md"]
 PLACES = {"the folder that will hold the course": "parent", "the course folder": "course",
-          "the folder holding the notebook": "notebook"}
+          "the folder holding the notebook": "notebook",
+          "a terminal of its own (it keeps running)": "server"}
+READY = {"mlmcourse cluster scheduler": "listening on", "mlmcourse cluster worker": "Registered to"}
+"""What a server of the guides prints once it is ready, by its command."""
 NOT_RUN = "not run by the guide test"
 DUE = dt.datetime(2026, 12, 1, 17)  # the instructor guide's due date for ex2_masking
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```bash\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
@@ -119,7 +125,25 @@ class Scratch:
         if place == "course":
             assert self.course is not None, "the guide uses a course before creating one"
             return self.course
-        return {"parent": self.parent, "notebook": self.notebook}[place]
+        return {"parent": self.parent, "notebook": self.notebook, "server": self.tmp}[place]
+
+    def start(self, command: str) -> subprocess.Popen:
+        """Start a server of the guides in a session of its own; return once it says it is
+        ready (:data:`READY`)."""
+        (ready,) = [text for start, text in READY.items() if command.startswith(start)]
+        log = self.tmp / f"server-{len(list(self.tmp.glob('server-*.log')))}.log"
+        with log.open("wb") as out:
+            server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.tmp,
+                                      env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        deadline = time.monotonic() + 240
+        while ready not in log.read_text(errors="replace"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop_group(server)
+                raise AssertionError(f"{command}: not ready\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        print(f"[ready] {command}")
+        return server
 
     def run(self, command: str, place: str, timeout: float = 900) -> subprocess.CompletedProcess:
         started = time.monotonic()
@@ -220,11 +244,9 @@ def _formgrader(scratch: Scratch, command: str, unavailable: Callable[[str], Non
         stop_group(server)
 
 
-@pytest.mark.slow
-@pytest.mark.browser
-@pytest.mark.timeout(1800)  # about ten commands that each start nbgrader or a kernel
-def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str], None]) -> None:
-    scratch = Scratch(tmp_path)
+def _run_the_guides(scratch: Scratch, servers: list[subprocess.Popen],
+                    unavailable: Callable[[str], None]) -> None:
+    """Every block of every guide, in order (the servers started are added to ``servers``)."""
     ran: list[str] = []
     graded = 0
     for guide in GUIDES:
@@ -236,6 +258,11 @@ def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str],
                 (scratch.notebook / "ex4_cross_entropy.ipynb").write_bytes(
                     (released / "ex4_cross_entropy.ipynb").read_bytes())
             script = "\n".join(block.commands)
+            if block.place == "server":
+                (command,) = block.commands
+                servers.append(scratch.start(command))
+                ran.append(script)
+                continue
             if "jupyter server" in script:
                 _formgrader(scratch, script, unavailable)
                 _score_by_hand(scratch.course)
@@ -253,11 +280,26 @@ def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str],
                 (scratch.course,) = [p.parent for p in scratch.parent.glob("*/nbgrader_config.py")]
             graded += "mlmcourse grade" in script
             ran.append(script)
-    assert graded >= 2 and len(ran) >= 10
+    assert graded >= 3 and len(ran) >= 13 and len(servers) == 2
 
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(1800)  # about ten commands that each start nbgrader or a kernel
+def test_the_guides_work_as_written(tmp_path: Path, unavailable: Callable[[str], None]) -> None:
+    scratch = Scratch(tmp_path)
+    servers: list[subprocess.Popen] = []
+    try:
+        _run_the_guides(scratch, servers, unavailable)
+    finally:
+        for server in reversed(servers):
+            stop_group(server)
     course = scratch.course
     out = course / "grades" / "ex2_masking"
     rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    through_cluster = list(csv.DictReader((out.parent / "ex2_masking_cluster" / "grades.csv"
+                                           ).open()))
+    assert through_cluster == list(rows.values())  # every cell's points, status and reason
     assert rows["ana"]["status"] == "graded" and rows["ana"]["written_no_copy"] == "1.5"
     assert rows["ana"]["seconds_late"] == "0"
     assert float(rows["ana"]["score"]) == float(rows["ana"]["max_score"]) - 0.5
