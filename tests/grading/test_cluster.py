@@ -316,3 +316,53 @@ def test_cluster_options_are_checked_before_anything_is_written(
     done, _ = _grade(tmp_path, *options)
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_workers_that_dask_jobqueue_starts_grade_the_class(tmp_path: Path,
+                                                           needs_root: None) -> None:
+    # dask-jobqueue's LocalCluster runs each job script as a process here, as SLURMCluster has
+    # Slurm run it on a node: the same generated command line, the same in-process scheduler
+    import dask
+    from dask_jobqueue.local import LocalCluster as JobQueueCluster
+    from distributed.security import Security
+
+    from mlmcourse.grading.cluster.scheduler import NO_HTTP
+
+    certs = tmp_path / "certs"
+    subprocess.run([*MLMCOURSE, "cluster", "certs", str(certs)], check=True, capture_output=True)
+    pem = {role: str(certs / f"{role}.pem") for role in ("ca", "scheduler", "worker", "client")}
+    security = Security(require_encryption=True, tls_ca_file=pem["ca"],
+                        **{f"tls_{role}_{part}": pem[role] for role in
+                           ("scheduler", "worker", "client") for part in ("cert", "key")})
+    names = ["honest_1", "always_equal", "os_exit"]
+    for where in ("local", "cluster"):
+        _class(tmp_path / where, names)
+    with dask.config.set(NO_HTTP), JobQueueCluster(
+            cores=1, processes=1, memory="4GiB", python=sys.executable,
+            worker_command="mlmcourse.cli cluster worker",
+            worker_extra_args=["--timeout", "15"], protocol="tls", security=security,
+            scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+            ) as jobs:
+        assert "-m mlmcourse.cli cluster worker tls://127.0.0.1:" in jobs.job_script()
+        jobs.scale(jobs=2)
+        remote, remote_rows = _grade(tmp_path / "cluster", "--cluster", jobs.scheduler_address,
+                                     "--certs", str(certs))
+    local, local_rows = _grade(tmp_path / "local", "--jobs", "2")
+    assert remote.returncode == local.returncode == 1, remote.stderr[-2000:]  # os_exit fails
+    assert remote_rows == local_rows
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--tls-cert", "worker.pem"], "--tls-key together"),
+    (["--certs", "certs", "--tls-ca-file", "ca.pem", "--tls-cert", "w.pem", "--tls-key", "w.pem"],
+     "--tls-key together"),
+    (["--certs", "certs", "--protocol", "tcp"], "not a tcp:// address"),
+    (["--tls-ca-file", "ca.pem", "--tls-cert", "w.pem", "--tls-key", "w.pem"], "does not exist"),
+])
+def test_a_workers_options_are_checked_before_it_starts(tmp_path: Path, words: list[str],
+                                                         message: str) -> None:
+    (tmp_path / "certs").mkdir()
+    refused = subprocess.run([*MLMCOURSE, "cluster", "worker", "tls://127.0.0.1:8786", *words],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -41,11 +41,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     worker.add_argument("address", metavar="tls://H:P", help="the scheduler")
     worker.add_argument("--certs", type=Path, metavar="DIR",
                         help="the folder holding ca.pem and worker.pem")
-    worker.add_argument("--slots", type=int, default=DEFAULT_JOBS, metavar="N",
+    worker.add_argument("--slots", "--nthreads", type=int, default=DEFAULT_JOBS, metavar="N",
                         help="submissions graded at once (default: number of CPUs)")
     worker.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="the runs' --timeout (the sandboxes' CPU limit follows from it; "
                         f"default: {DEFAULT_TIMEOUT:g})")
+    jobqueue = worker.add_argument_group(
+        "what dask-jobqueue passes to the worker command it starts "
+        "(worker_command=\"mlmcourse.cli cluster worker\")")
+    jobqueue.add_argument("--name", default=None, help="the worker's name at the scheduler")
+    jobqueue.add_argument("--memory-limit", default="auto", metavar="BYTES",
+                          help="Dask's memory limit of the worker process, e.g. 16GiB (each "
+                          "sandbox has its own limit besides)")
+    jobqueue.add_argument("--death-timeout", type=float, default=None, metavar="SECONDS",
+                          help="stop if the scheduler cannot be reached for this long")
+    jobqueue.add_argument("--protocol", choices=("tls", "tcp"), default=None,
+                          help="must be the address's")
+    jobqueue.add_argument("--tls-ca-file", type=Path, default=None, metavar="FILE",
+                          help="the cluster's ca.pem (instead of --certs)")
+    jobqueue.add_argument("--tls-cert", type=Path, default=None, metavar="FILE",
+                          help="the worker's certificate, worker.pem")
+    jobqueue.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                          help="the worker's key (worker.pem holds both)")
     for role in (scheduler, worker):
         role.add_argument(INSECURE_FLAG, action="store_true",
                           help="for tests only: plain tcp:// on a loopback address, without "
@@ -62,21 +79,31 @@ def run(args: argparse.Namespace) -> int:
             for path in certs.write_certificates(args.folder):
                 print(path)
             return 0
-        if (args.certs is None) != args.insecure_loopback:
-            print(f"mlmcourse cluster {args.role}: error: pass either --certs DIR (mutual TLS) "
-                  f"or, for tests only, {INSECURE_FLAG}", file=sys.stderr)
+        files = args.role == "worker" and (args.tls_ca_file, args.tls_cert, args.tls_key) or ()
+        if (args.certs is None and not any(files)) != args.insecure_loopback or (
+                any(files) and (args.certs is not None or not all(files))):
+            print(f"mlmcourse cluster {args.role}: error: pass either --certs DIR (mutual TLS), "
+                  "--tls-ca-file, --tls-cert and --tls-key together (the same, as dask-jobqueue "
+                  f"names them) or, for tests only, {INSECURE_FLAG}", file=sys.stderr)
             return 2
         if args.role == "scheduler":
             asyncio.run(scheduler.serve(args.certs, args.host, args.port))
             return 0
         address.check_address(args.address, args.insecure_loopback)
+        if args.protocol is not None and not args.address.startswith(f"{args.protocol}://"):
+            raise address.AddressRefused(f"{args.address}: not a {args.protocol}:// address "
+                                         f"(--protocol {args.protocol})")
+        security = (certs.security_of_files(*files, "worker") if any(files)
+                    else address.security(args.address, args.certs, "worker"))
         from mlmcourse.grading.sandbox.policy import UID_BLOCK
 
         if not 1 <= args.slots <= UID_BLOCK or not args.timeout > 0:
             print(f"mlmcourse cluster worker: error: --slots must be between 1 and {UID_BLOCK}, "
                   "--timeout positive", file=sys.stderr)
             return 2
-        asyncio.run(worker.serve(args.address, args.certs, args.slots, args.timeout))
+        options = {"name": args.name, "memory_limit": args.memory_limit,
+                   "death_timeout": args.death_timeout}
+        asyncio.run(worker.serve(args.address, security, args.slots, args.timeout, options))
         return 0
     except (certs.CertificatesMissing, address.AddressRefused, OSError) as exc:
         print(f"mlmcourse cluster {args.role}: error: {exc}", file=sys.stderr)

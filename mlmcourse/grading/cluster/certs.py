@@ -89,13 +89,21 @@ class CertificatesMissing(Exception):
 def security(folder: Path, role: str):
     """Dask's :class:`~distributed.security.Security` of ``role``: mutual TLS only, with the CA
     and the role's certificate of ``folder``."""
-    from distributed.security import Security
-
-    files = {"ca": folder / "ca.pem", role: folder / f"{role}.pem"}
-    for path in files.values():
+    for path in (folder / "ca.pem", folder / f"{role}.pem"):
         if not path.is_file():
             raise CertificatesMissing(f"{path} does not exist: make the certificates with "
                                       f"mlmcourse cluster certs {folder}")
-    cert = str(files[role])
-    return Security(require_encryption=True, tls_ca_file=str(files["ca"]),
-                    **{f"tls_{role}_cert": cert, f"tls_{role}_key": cert})
+    return security_of_files(folder / "ca.pem", folder / f"{role}.pem", folder / f"{role}.pem",
+                             role)
+
+
+def security_of_files(ca: Path, cert: Path, key: Path, role: str):
+    """:func:`security` from the files themselves (as dask-jobqueue names them to a worker:
+    ``--tls-ca-file``, ``--tls-cert``, ``--tls-key``)."""
+    from distributed.security import Security
+
+    for path in (ca, cert, key):
+        if not path.is_file():
+            raise CertificatesMissing(f"{path} does not exist")
+    return Security(require_encryption=True, tls_ca_file=str(ca),
+                    **{f"tls_{role}_cert": str(cert), f"tls_{role}_key": str(key)})

@@ -185,21 +185,24 @@ def _grade_here(here: Task, notebook: bytes | None, files: list[tuple[str, bytes
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def serve(address: str, certs: Path | None, slots: int, timeout: float) -> None:
-    """Run the Dask worker until the scheduler goes away or it is stopped."""
+async def serve(address: str, security: object, slots: int, timeout: float,
+                options: dict | None = None) -> None:
+    """Run the Dask worker until the scheduler goes away or it is stopped; ``security`` is its
+    :class:`~distributed.security.Security` (``None`` for a loopback ``tcp://`` address), and
+    ``options`` are further arguments of Dask's ``Worker`` (``name``, ``memory_limit``,
+    ``death_timeout``, as dask-jobqueue gives them)."""
     import dask
     from distributed import Worker
 
-    from mlmcourse.grading.cluster.address import security
     from mlmcourse.grading.cluster.scheduler import LOOPBACK_HTTP, NO_HTTP
 
     plugin = Slots(slots, timeout)
     resources = {} if plugin.refused else {SLOT: slots}
     try:
         with dask.config.set(NO_HTTP):
-            async with Worker(address, security=security(address, certs, "worker"), nthreads=slots,
+            async with Worker(address, security=security, nthreads=slots,
                               resources=resources, plugins=(plugin,), dashboard=False,
-                              dashboard_address=LOOPBACK_HTTP) as worker:
+                              dashboard_address=LOOPBACK_HTTP, **(options or {})) as worker:
                 await worker.finished()
     finally:
         plugin.close()
