@@ -4,9 +4,9 @@
 Dask worker with the submission's files as bytes, and comes back as JSON. Nothing here needs
 root or cgroups.
 
-Nothing a worker sends is unpickled here: the client accepts data only in Dask's msgpack form
-(a result is a JSON string), and a task that raised on a worker is failed without loading the
-exception the worker pickled (:mod:`.plain`).
+No result or error a worker sends is unpickled here: the client accepts data only in Dask's
+msgpack form (a result is a JSON string), and a task that raised on a worker is failed without
+loading the exception the worker pickled (:mod:`.plain`).
 """
 
 from __future__ import annotations
