@@ -1,8 +1,8 @@
 """``mlmcourse cluster``: a class graded through a real Dask cluster on 127.0.0.1 (a scheduler
 and two workers started by these tests through ``mlmcourse cluster``, stopped by process
-group): the same scores as a local run, a worker without root refused and named, mutual TLS
-only (plain TCP only on loopback with a flag for tests), nothing a worker sends unpickled by the
-client, a worker or the scheduler killed mid-class."""
+group): the same scores as a local run, graded by an instructor without root; a worker without
+root refused and named; mutual TLS only (plain TCP only on loopback with a flag for tests);
+nothing a worker sends unpickled by the client; a worker or the scheduler killed mid-class."""
 
 from __future__ import annotations
 
@@ -117,11 +117,21 @@ def _class(folder: Path, names: list[str], copies: int = 0) -> tuple[Path, Path]
     return course, subs
 
 
-def _grade(folder: Path, *options: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def _grade(folder: Path, *options: str, as_nobody: bool = False
+           ) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``mlmcourse grade`` of the class in ``folder``; ``as_nobody``: as an instructor without
+    root (uid nobody, owning ``folder``, which also holds its home)."""
     command = [*MLMCOURSE, "grade", "softmax", str(folder / "subs"), "--out",
                str(folder / "out"), "--course", str(folder / "course"), "--timeout", "15",
                *options]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ)
+    if as_nobody:
+        command = [*AS_NOBODY, *command]
+        (folder / "home").mkdir()
+        env["HOME"] = str(folder / "home")
+        for path in (folder, *folder.rglob("*")):
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     rows = list(csv.DictReader((folder / "out" / "grades.csv").open())) \
         if (folder / "out" / "grades.csv").exists() else []
     return done, rows
@@ -133,13 +143,19 @@ def test_a_class_graded_through_the_cluster_matches_a_local_run(
     # a third worker that is not root joins, is named with its reason and grades nothing
     cluster.add_worker("worker-nobody", slots=2, as_nobody=True)
     names = ["honest_1", "honest_2", "always_equal", "os_exit", "edit_test_cells"]
-    for where in ("local", "cluster"):
+    for where in ("local", "instructor"):
         _class(tmp_path / where, names)
     local, local_rows = _grade(tmp_path / "local", "--jobs", "2")
-    remote, remote_rows = _grade(tmp_path / "cluster", "--cluster", cluster.address,
-                                 "--certs", str(cluster.certs))
+    # the instructor's side runs without root, with a copy of the client's certificate
+    mine = tmp_path / "instructor" / "certs"
+    mine.mkdir(mode=0o700)
+    for name in ("ca.pem", "client.pem"):
+        shutil.copy(cluster.certs / name, mine / name)
+    remote, remote_rows = _grade(tmp_path / "instructor", "--cluster", cluster.address,
+                                 "--certs", str(mine), as_nobody=True)
     assert remote.returncode == local.returncode == 1, remote.stderr[-2000:]  # os_exit fails
     assert remote_rows == local_rows  # every cell's points, status and reason
+    assert (tmp_path / "instructor" / "out" / "grades.csv").stat().st_uid == NOBODY
     assert {r["student_id"] for r in remote_rows} == set(names)
     refusals = [line for line in remote.stderr.splitlines() if "refused to grade" in line]
     assert len(refusals) == 1 and "needs root" in refusals[0], remote.stderr[-2000:]
