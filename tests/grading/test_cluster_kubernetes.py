@@ -7,6 +7,7 @@ Kubernetes mounts them, grade a class as a local run does."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -28,15 +29,25 @@ ALWAYS_KEPT = ("apiVersion", "kind", "metadata")
 """A custom resource's fields that the API server keeps whatever its schema says."""
 
 
+@functools.cache
+def _guide() -> str:
+    return GUIDE.read_text(encoding="utf-8")
+
+
 def _guide_yaml() -> list[dict[str, Any]]:
     import yaml
 
-    return [yaml.safe_load(block) for block in _YAML.findall(GUIDE.read_text(encoding="utf-8"))]
+    return [yaml.safe_load(block) for block in _YAML.findall(_guide())]
 
 
 def _the(kind: str) -> dict[str, Any]:
     (found,) = [doc for doc in _guide_yaml() if doc.get("kind") == kind]
     return found
+
+
+def _the_hub_values() -> dict[str, Any]:
+    (values,) = [doc for doc in _guide_yaml() if "singleuser" in doc]
+    return values
 
 
 def _crd_schema() -> dict[str, Any]:
@@ -71,11 +82,16 @@ def _dropped(value: Any, schema: dict[str, Any], at: str) -> list[str]:
     return [f"{at}.{key}" for key in value]
 
 
-def _expanded(words: list[str], env: list[dict[str, str]]) -> list[str]:
+def _variables(container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment variables (``env``, as the operator sets it)."""
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def _expanded(words: list[str], variables: dict[str, str]) -> list[str]:
     """A container's command as the kubelet runs it: ``$(NAME)`` replaced by the container's
     variable ``NAME`` (left as it is when there is none)."""
-    values = {item["name"]: item["value"] for item in env}
-    return [_VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), word) for word in words]
+    return [_VARIABLE.sub(lambda m: variables.get(m.group(1), m.group(0)), word)
+            for word in words]
 
 
 def _option(words: list[str], name: str) -> str:
@@ -123,7 +139,7 @@ def _certs_secret(deployment: dict[str, Any]) -> tuple[str, str]:
 def _guide_secrets() -> dict[str, set[str]]:
     """The Secrets the guide's ``kubectl create secret`` commands make, with their files."""
     return {m["name"]: {Path(f).name for f in m["files"].split(" --from-file=") if f}
-            for m in _SECRET.finditer(GUIDE.read_text(encoding="utf-8"))}
+            for m in _SECRET.finditer(_guide())}
 
 
 def test_the_guides_daskcluster_is_valid_under_the_operators_schema() -> None:
@@ -151,8 +167,7 @@ def test_the_operators_pods_service_secrets_and_hub_rule_fit_together() -> None:
     assert int(_option(command, "--port")) == named["containerPort"]
 
     # the worker reaches the scheduler through the Service the operator names
-    env = _container(worker)["env"]
-    words = _expanded(_container(worker)["command"], env)
+    words = _expanded(_container(worker)["command"], _variables(_container(worker)))
     assert words[:3] == ["mlmcourse", "cluster", "worker"]
     assert words[3] == f"tls://{service['metadata']['name']}:{port['port']}"
     assert _option(words, "--name") == worker["metadata"]["name"]
@@ -172,12 +187,7 @@ def test_the_operators_pods_service_secrets_and_hub_rule_fit_together() -> None:
     assert peer["podSelector"]["matchLabels"].items() <= scheduler_pod_labels.items()
     assert rule["ports"] == [{"port": named["containerPort"], "protocol": "TCP"}]
     address = f"tls://{service['metadata']['name']}.{NAMESPACE}:{port['port']}"
-    assert f"--cluster\n{address}" in GUIDE.read_text(encoding="utf-8").replace(" ", "\n")
-
-
-def _the_hub_values() -> dict[str, Any]:
-    (values,) = [doc for doc in _guide_yaml() if "singleuser" in doc]
-    return values
+    assert f"--cluster\n{address}" in _guide().replace(" ", "\n")
 
 
 def _mount_secret(folder: Path, certs: Path, names: set[str]) -> None:
@@ -216,8 +226,8 @@ def test_the_operators_pods_commands_grade_a_class_as_a_local_run_does(
             folder, secret = _certs_secret(deployment)
             mounted = tmp_path / role / "certs"
             _mount_secret(mounted, certs, secrets[secret])
-            env = _container(deployment).get("env", [])  # as the operator sets it
-            words = _expanded(_container(deployment)["command"], env)
+            variables = _variables(_container(deployment))
+            words = _expanded(_container(deployment)["command"], variables)
             here = {folder: str(mounted), str(service_port["port"]): str(port),
                     f"tls://{service}:{service_port['port']}": f"tls://127.0.0.1:{port}"}
             words = [here.get(word, word) for word in words]
@@ -228,7 +238,7 @@ def test_the_operators_pods_commands_grade_a_class_as_a_local_run_does(
                 processes[role] = subprocess.Popen(
                     [*MLMCOURSE, *words[1:]], stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env={**os.environ, **{item["name"]: item["value"] for item in env}})
+                    env={**os.environ, **variables})
             _wait_for(log, ready, processes[role])
         remote, remote_rows = _grade(tmp_path / "cluster", "--cluster",
                                      f"tls://127.0.0.1:{port}", "--certs", str(mine),

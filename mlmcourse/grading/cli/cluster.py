@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
             for path in certs.write_certificates(args.folder):
                 print(path)
             return 0
-        files = args.role == "worker" and (args.tls_ca_file, args.tls_cert, args.tls_key) or ()
-        if (args.certs is None and not any(files)) != args.insecure_loopback or (
-                any(files) and (args.certs is not None or not all(files))):
+        files = (args.tls_ca_file, args.tls_cert, args.tls_key) if args.role == "worker" else ()
+        ways = (args.certs is not None, any(files), args.insecure_loopback)
+        if sum(ways) != 1 or any(files) and not all(files):
             print(f"mlmcourse cluster {args.role}: error: pass either --certs DIR (mutual TLS), "
                   "--tls-ca-file, --tls-cert and --tls-key together (the same, as dask-jobqueue "
                   f"names them) or, for tests only, {INSECURE_FLAG}", file=sys.stderr)
