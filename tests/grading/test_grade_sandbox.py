@@ -51,11 +51,16 @@ ZygoteOf = Callable[[Policy], Zygote]
 def _spawn(zygote_of: ZygoteOf, policy: Policy, tmp_path: Path,
            **limits: object) -> Sandbox:
     """A sandbox of the policy, with ``limits`` changed."""
+    changed = replace(policy, limits=replace(policy.limits, **limits))
+    return zygote_of(changed).spawn(str(_workdir(tmp_path)), time.monotonic() + PATIENCE)
+
+
+def _workdir(tmp_path: Path) -> Path:
+    """A new folder of staged student files in ``tmp_path``."""
     workdir = tmp_path / f"work{len(list(tmp_path.iterdir()))}"
     workdir.mkdir(mode=0o700)
     (workdir / "mine.txt").write_text("student file")
-    changed = replace(policy, limits=replace(policy.limits, **limits))
-    return zygote_of(changed).spawn(str(workdir), time.monotonic() + PATIENCE)
+    return workdir
 
 
 def _eval(sandbox: Sandbox, code: str, name: str = "result", seconds: float = PATIENCE
@@ -201,6 +206,31 @@ def test_memory_limits_per_process_and_for_all_processes(zygote_of: ZygoteOf,
     exit = sandbox.close()
     assert exit.oom_kills > 0 and describe_exit(exit, sandbox.limits)[0] == "memory", exit
     assert "memory limit" in describe_exit(exit, sandbox.limits)[1]
+
+
+def test_the_sandboxs_shell_is_the_zygotes_own(policy: Policy, tmp_path: Path) -> None:
+    """A zygote forked from a process with an IPython shell (an instructor's notebook, this test
+    run) gives its sandboxes a fresh shell: not that shell's namespace, no history and no
+    history thread (whose exit would free the memory of the forking process's other threads'
+    stacks and so loosen the per-process memory limit)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    outer = InteractiveShell.instance()
+    outer.user_ns["grader_secret"] = "GRADER-SECRET"
+    zygote = Zygote(policy)
+    try:
+        sandbox = zygote.spawn(str(_workdir(tmp_path)), time.monotonic() + PATIENCE)
+        try:
+            assert sandbox.exchange(Run("x = 1"), time.monotonic() + PATIENCE) == Ok()
+            code = ("import threading\nshell = get_ipython()\nresult = ['grader_secret' in "
+                    "shell.user_ns, shell.history_manager.enabled, threading.active_count()]")
+            assert _eval(sandbox, code) == [False, False, 1], sandbox.take_output()
+            assert "history" not in sandbox.take_output()
+        finally:
+            sandbox.close()
+    finally:
+        zygote.close()
+        del outer.user_ns["grader_secret"]
 
 
 def test_peak_memory_is_each_sandboxs_own(zygote_of: ZygoteOf, zygote: Zygote, policy: Policy,

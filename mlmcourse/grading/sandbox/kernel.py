@@ -123,13 +123,18 @@ def quick_async_check(should_run_async: Any) -> Any:
 
 
 def make_shell() -> Any:
-    """A fresh IPython ``InteractiveShell`` without history (created before forking, once)."""
+    """A fresh IPython ``InteractiveShell`` without history (created before forking, once).
+
+    A shell the forking process already had (the zygote forked from an IPython session or a
+    test run) is dropped first: ``instance`` would return it and ignore this configuration,
+    handing the sandbox that shell's namespace and its history thread."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
     config = Config()
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "nocolor"
+    InteractiveShell.clear_instance()
     shell = InteractiveShell.instance(config=config)
     shell.input_transformer_manager = quick_transformer()
     shell.should_run_async = quick_async_check(shell.should_run_async)  # type: ignore[method-assign]
