@@ -221,6 +221,7 @@ def test_the_sandboxs_shell_is_the_zygotes_own(policy: Policy, tmp_path: Path) -
     try:
         sandbox = zygote.spawn(str(_workdir(tmp_path)), time.monotonic() + PATIENCE)
         try:
+            # a cell kept in history: an inherited shell's history manager starts its thread
             assert sandbox.exchange(Run("x = 1"), time.monotonic() + PATIENCE) == Ok()
             code = ("import threading\nshell = get_ipython()\nresult = ['grader_secret' in "
                     "shell.user_ns, shell.history_manager.enabled, threading.active_count()]")
