@@ -429,6 +429,14 @@ def test_a_batch_that_cannot_be_stored_whole_is_stored_student_by_student(
     assert scores == {"ana": 1.0, "bea": 0.0, "cem": 0.0}
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Give the child SIGINT's default action, as a terminal's shell does for a command it
+    starts. A CI runner may start the tests with SIGINT ignored; a child inherits that, and
+    Python then never raises KeyboardInterrupt (as a command started with ``&`` by a script
+    keeps running through Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_ends_a_run_with_a_message(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the grader) ends the run with exit code 130 and says what is kept and
@@ -440,7 +448,7 @@ def test_ctrl_c_ends_a_run_with_a_message(tmp_path: Path) -> None:
         [sys.executable, "-m", "mlmcourse", "grade", "softmax", str(tmp_path / "subs"),
          "--out", str(tmp_path / "out"), "--course", str(course), "--jobs", "1",
          "--no-sandbox", "--timeout", "300"], stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.monotonic() + 300
     while not stored.exists():  # honest_1 is graded; infinite_loop is running
         assert grader.poll() is None and time.monotonic() < deadline
