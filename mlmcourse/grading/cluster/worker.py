@@ -194,12 +194,12 @@ async def serve(address: str, security: object, slots: int, timeout: float,
     import dask
     from distributed import Worker
 
-    from mlmcourse.grading.cluster.scheduler import LOOPBACK_HTTP, NO_HTTP
+    from mlmcourse.grading.cluster.scheduler import LOOPBACK_HTTP, SETTINGS
 
     plugin = Slots(slots, timeout)
     resources = {} if plugin.refused else {SLOT: slots}
     try:
-        with dask.config.set(NO_HTTP):
+        with dask.config.set(SETTINGS):
             async with Worker(address, security=security, nthreads=slots,
                               resources=resources, plugins=(plugin,), dashboard=False,
                               dashboard_address=LOOPBACK_HTTP, **(options or {})) as worker:
