@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import free_port, stop_group
@@ -190,6 +191,14 @@ def test_plain_tcp_only_on_loopback_with_the_flag_and_the_client_unpickles_nothi
     def raises_trap() -> None:
         raise Trap()
 
+    def diagnostics(dask_worker: Any = None, dask_scheduler: Any = None
+                    ) -> tuple[bool, int, int]:
+        """Whether a Dask server profiles its threads, and its tick's and system sample's
+        periods in ms (run in the server by ``Client.run`` and ``Client.run_on_scheduler``)."""
+        callbacks = (dask_worker or dask_scheduler).periodic_callbacks
+        return ("profile" in callbacks, callbacks["tick"].callback_time,
+                callbacks["monitor"].callback_time)
+
     with _started(tmp_path / "cluster", 1, tls=False) as cluster:
         _class(tmp_path, ["honest_1"])
         unflagged, _ = _grade(tmp_path, "--cluster", cluster.address)
@@ -212,6 +221,9 @@ def test_plain_tcp_only_on_loopback_with_the_flag_and_the_client_unpickles_nothi
             with pytest.raises(RuntimeError, match="trap"):
                 dask_default.submit(raises_trap, pure=False).result(timeout=120)
             assert here.exists()
+            # Dask's dashboard diagnostics are off or slow in our scheduler and worker (QUIET)
+            assert set(dask_default.run(diagnostics).values()) == {(False, 1000, 5000)}
+            assert dask_default.run_on_scheduler(diagnostics) == (False, 1000, 5000)
 
 
 def _handshake(port: int, ca: Path, certificate: Path | None) -> bool:
