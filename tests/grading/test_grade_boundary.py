@@ -31,7 +31,10 @@ HONEST = ["honest_a", "honest_b"]
 WATCHED = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/run/lock"), Path("/run")]
 
 
-def grade(course: Path, subs: Path, out: Path, timeout: float = 20) -> int:
+def grade(course: Path, subs: Path, out: Path, timeout: float = 60) -> int:
+    """Grade with ``--jobs 2``; the timeout leaves room for the memory scans of
+    ``memory_secret`` and ``memory_control`` on a busy machine (one took over 20 s in a
+    CI run)."""
     parser = argparse.ArgumentParser()
     grade_cli.add_arguments(parser)
     return grade_cli.run(parser.parse_args(
